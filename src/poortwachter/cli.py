@@ -1,0 +1,257 @@
+"""`poortwachter ...`: the command line of the gateway.
+
+run            start the gateway (mitmdump with the addons)
+check-policy   validate a policy: FILE:LINE: field.path: message, exit 2 when invalid
+explain        the verdict the running gateway would give for one URL, as JSON
+classify       squid helper lines on stdin -> one verdict line each (side by side with squidGuard)
+lists          install and show category lists
+policy-schema  write the JSON Schema of the policy format (policy/schema.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from pathlib import Path
+
+from .paths import resolve_data_dir
+
+EXIT_INVALID = 2
+
+
+def _policy_error_lines(exc: Exception) -> str:
+    return str(exc)
+
+
+# --- check-policy -----------------------------------------------------------------------------
+def cmd_check_policy(args: argparse.Namespace) -> int:
+    from .policy.load import PolicyError, load_policy
+
+    status = 0
+    for file in args.files:
+        try:
+            policy = load_policy(file)
+        except PolicyError as exc:
+            for problem in exc.problems:
+                print(problem)
+            status = EXIT_INVALID
+            continue
+        print(f"{file}: in orde / valid ({len(policy.zones)} zones, {len(policy.rules)} rules)", file=sys.stderr)
+    return status
+
+
+# --- explain / classify share the engine the gateway uses ---------------------------------------------
+def _engine(args: argparse.Namespace, at: str | None):  # type: ignore[no-untyped-def]
+    from .clock import parse_time, system_clock
+    from .gateway import Engine
+
+    when = parse_time(at) if at else None
+    clock = (lambda: when) if when is not None else system_clock
+    engine = Engine(Path(args.policy), args.data_dir, clock)
+    _load_state(engine, args.data_dir, clock())
+    return engine
+
+
+def _load_state(engine, data_dir: Path, now) -> None:  # type: ignore[no-untyped-def]
+    """Bans, grants, openings and exams from the store, when there is one (else an empty state)."""
+    try:
+        from .store.db import default_url, open_store
+        from .store.snapshot import load_state
+    except ImportError:
+        return
+    db = data_dir / "poortwachter.db"
+    if not db.exists():
+        return
+    engine.set_state(load_state(open_store(default_url(data_dir)), now))
+
+
+def _url_request(engine, client: str, url: str):  # type: ignore[no-untyped-def]
+    """What the gateway sees of a URL: in passthrough zones only the host of an https URL."""
+    from .gateway import client_address
+    from .hosts import parse_url
+
+    addr = client_address(client)
+    parsed = parse_url(url)
+    path: str | None = parsed.path or "/"
+    if parsed.scheme == "https" or parsed.port == 443:
+        zone = engine.policy.zone_of(addr) or engine.policy.guest
+        if zone.inspection != "intercept" or engine.undecrypted(parsed.host):
+            path = None
+    return addr, parsed, path
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .hosts import BadHost
+    from .policy.load import PolicyError
+
+    try:
+        engine = _engine(args, args.at)
+    except PolicyError as exc:
+        print(_policy_error_lines(exc), file=sys.stderr)
+        return EXIT_INVALID
+    except ValueError as exc:
+        print(f"Ongeldige tijd / Invalid time: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        addr, parsed, path = _url_request(engine, args.client, args.url)
+    except (BadHost, ValueError) as exc:
+        print(f"Ongeldige URL of client / Invalid URL or client: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    verdict = engine.decide(addr, parsed.host, path)
+    out = {"url": args.url, "host": parsed.host, "decided_on": "url" if path is not None else "host",
+           "at": engine.clock().isoformat(), **verdict.as_dict()}
+    print(json.dumps(out, ensure_ascii=False, indent=2 if args.pretty else None))
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Reads `URL CLIENT_IP/FQDN IDENT METHOD` lines; writes `allow|block RULE CATEGORY` per line."""
+    from .hosts import BadHost
+    from .policy.load import PolicyError
+
+    try:
+        engine = _engine(args, args.at)
+    except PolicyError as exc:
+        print(_policy_error_lines(exc), file=sys.stderr)
+        return EXIT_INVALID
+    out = sys.stdout
+    write = out.write
+    for line in sys.stdin:
+        fields = line.split()
+        if len(fields) < 2:
+            write("ERR malformed\n")
+            continue
+        try:
+            client = fields[1].split("/", 1)[0]
+            addr, parsed, path = _url_request(engine, client, fields[0])
+            verdict = engine.decide(addr, parsed.host, path)
+        except (BadHost, ValueError):
+            write("ERR malformed\n")
+            continue
+        write(f"{verdict.action} {verdict.rule} {verdict.category or '-'}\n")
+        if args.flush:
+            out.flush()
+    out.flush()
+    return 0
+
+
+# --- run --------------------------------------------------------------------------------------------
+def mitmdump_args(args: argparse.Namespace) -> list[str]:
+    import poortwachter_addons
+
+    script = Path(poortwachter_addons.__file__).with_name("gateway.py")
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"--listen: HOST:PORT verwacht / expected, not {args.listen!r}")
+    data_dir: Path = args.data_dir
+    argv = [
+        "-s", str(script),
+        "--mode", args.mode,
+        "--listen-host", host.strip("[]"), "--listen-port", port,
+        "--set", f"confdir={data_dir / 'ca'}",
+        "--set", f"poortwachter_policy={Path(args.policy).resolve()}",
+        "--set", f"poortwachter_data_dir={data_dir}",
+        "--set", f"poortwachter_metrics={args.metrics}",
+        "--set", "connection_strategy=lazy",     # never contact a server for a request we block
+        "--set", "termlog_verbosity=error",      # mitmproxy's own lines carry addresses and URLs
+        "--set", "flow_detail=0",
+    ]
+    if args.clock_file:
+        argv += ["--set", f"poortwachter_clock_file={args.clock_file}"]
+    return argv + list(args.extra or [])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .policy.load import PolicyError, load_policy
+
+    try:
+        load_policy(args.policy)
+    except PolicyError as exc:
+        print(_policy_error_lines(exc), file=sys.stderr)
+        return EXIT_INVALID
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        from .store.db import default_url, open_store
+
+        open_store(default_url(args.data_dir))
+    except ImportError:
+        pass
+    argv = mitmdump_args(args)
+    print(f"Poortwachter luistert op / listens on {args.listen} ({args.mode}); "
+          f"metrics: {args.metrics or 'uit / off'}; data: {args.data_dir}", file=sys.stderr)
+    from mitmproxy.tools.main import mitmdump
+
+    mitmdump(argv)
+    return 0
+
+
+def cmd_policy_schema(args: argparse.Namespace) -> int:
+    from .policy.model import Policy
+
+    schema = Policy.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Poortwachter policy"
+    text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poortwachter", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="data directory (default: $POORTWACHTER_DATA_DIR or ~/.local/share/poortwachter)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-policy", help="validate policy files")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_check_policy)
+
+    p = sub.add_parser("explain", help="the verdict for one URL, as JSON")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--client", required=True, help="client IP address")
+    p.add_argument("--at", help="ISO-8601 time (default: now); without offset: Europe/Amsterdam")
+    p.add_argument("--pretty", action="store_true")
+    p.add_argument("url")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("classify", help="squid helper lines on stdin, verdict lines on stdout")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--at", help="ISO-8601 time (default: now)")
+    p.add_argument("--flush", action="store_true", help="flush after every line (when squid drives it)")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("run", help="start the gateway")
+    p.add_argument("--policy", default="policy/default.yaml")
+    p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
+    p.add_argument("--mode", default="regular", choices=["regular", "transparent"])
+    p.add_argument("--metrics", default="127.0.0.1:9108", help="HOST:PORT for Prometheus, empty to switch off")
+    p.add_argument("--clock-file", help=argparse.SUPPRESS)
+    p.add_argument("extra", nargs="*", help="further mitmdump arguments after --")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("policy-schema", help="write the policy JSON Schema")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_policy_schema)
+
+    try:  # TEMP until lists cli lands
+        from .lists.cli import register as register_lists
+        register_lists(sub)
+    except ModuleNotFoundError:
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.data_dir = resolve_data_dir(args.data_dir)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Where the gateway gets the time from: the system clock, or a clock file for tests and drills.
+
+A clock file holds one ISO-8601 time. It lets an end-to-end test (or an ICT admin rehearsing an
+exam morning) move the gateway through the timetable without touching the system clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+Clock = Callable[[], dt.datetime]
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def parse_time(text: str) -> dt.datetime:
+    """ISO-8601; a time without offset is taken as Europe/Amsterdam wall-clock time."""
+    from zoneinfo import ZoneInfo
+
+    when = dt.datetime.fromisoformat(text.strip())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo("Europe/Amsterdam"))
+    return when
+
+
+class FileClock:
+    """Reads the time from a file; re-reads only when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._time = system_clock()
+
+    def __call__(self) -> dt.datetime:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return system_clock()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            try:
+                self._time = parse_time(self.path.read_text())
+                self._stamp = stamp
+            except (OSError, ValueError):
+                return self._time
+        return self._time
+
+
+def make_clock(clock_file: str | None) -> Clock:
+    return FileClock(Path(clock_file)) if clock_file else system_clock

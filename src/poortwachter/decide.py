@@ -1,0 +1,174 @@
+"""The decision: (request, context) -> verdict. Pure and deterministic; no I/O, no proxy, no database.
+
+Precedence, first hit wins (see README, "The decision"):
+ 1. an exclusion (ban) of the client           -> block everything
+ 2. a category that is not overridable         -> block
+ 3. an exam running in the client's zone       -> only the exam allowlist
+ 4. a teacher's opening or an ICT grant        -> allow (or the classroom allowlist)
+ 5. the policy's rules, in the order written   -> allow / block / allowlist_only
+ 6. the policy's default
+Every verdict names the rule and the reglement article, so the block page, `poortwachter explain`
+and the audit log tell the same story.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from .policy.compiled import CompiledPolicy, ZoneView
+from .state import EMPTY, State
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+NO_CATEGORIES: frozenset[str] = frozenset()
+
+
+class Index(Protocol):
+    def host_categories(self, host: str) -> frozenset[str]: ...
+    def url_categories(self, host: str, path: str) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    client: IPAddress
+    host: str                 # normalised (poortwachter.hosts.normalize_host)
+    path: str | None = None   # None when only the host is known: CONNECT, SNI, passthrough
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: str               # "allow" or "block"
+    rule: str
+    source: str
+    category: str | None
+    zone: str
+    role: str
+    period: str | None
+    inspection: str = "passthrough"
+    categories: tuple[str, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        return self.action == "block"
+
+    def as_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["categories"] = list(self.categories)
+        return out
+
+
+def _is_ip(host: str) -> bool:
+    # normalised hosts: IPv6 has ':', IPv4 ends in a digit (a domain's last label never is all digits)
+    return ":" in host or host[-1:].isdigit()
+
+
+class Categorizer:
+    """Request -> the policy's categories, from the installed lists and the school's own sites.
+
+    Host-level answers are cached per host (bounded): pupils visit the same few hundred hosts all day.
+    A new instance is made whenever the policy or the lists change, so the cache never goes stale.
+    """
+
+    MAX = 100_000
+
+    def __init__(self, policy: CompiledPolicy, index: Index) -> None:
+        self.policy = policy
+        self.index = index
+        self._hosts: dict[str, frozenset[str]] = {}
+
+    def host(self, host: str) -> frozenset[str]:
+        hit = self._hosts.get(host)
+        if hit is None:
+            cats = self.policy.categories_of_lists(self.index.host_categories(host))
+            sites = self.policy.site_categories(host, None) if self.policy.site_domains or self.policy.site_paths else NO_CATEGORIES
+            hit = cats | sites if sites else cats
+            if len(self._hosts) >= self.MAX:
+                self._hosts.clear()
+            self._hosts[host] = hit
+        return hit
+
+    def request(self, host: str, path: str | None) -> frozenset[str]:
+        cats = self.host(host)
+        if path is None:
+            return cats
+        extra = self.policy.categories_of_lists(self.index.url_categories(host, path))
+        if self.policy.site_paths:
+            extra = extra | self.policy.site_categories(host, path)
+        return cats | extra if extra else cats
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    policy: CompiledPolicy
+    categorizer: Categorizer
+    state: State = EMPTY
+
+
+def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
+    policy = ctx.policy
+    zone = policy.zone_of(req.client)
+    moment = policy.clock.moment(now)
+    if zone is None:
+        if policy.refuse_unknown:
+            return Verdict("block", "onbekend-netwerk", "", None, policy.guest.name, policy.guest.role,
+                           moment.period)
+        zone = policy.guest
+    cats = ctx.categorizer.request(req.host, req.path)
+
+    def verdict(action: str, rule: str, source: str, category: str | None) -> Verdict:
+        if category is None and cats:
+            category = min(cats)
+        return Verdict(action, rule, source, category, zone.name, zone.role, moment.period,
+                       zone.inspection, tuple(sorted(cats)))
+
+    state = ctx.state
+    if state:
+        ban = state.ban_for(req.client, now)
+        if ban is not None:
+            return verdict("block", "uitsluiting", ban.source, None)
+    locked = cats & policy.locked
+    if locked:
+        name = min(locked)
+        return verdict("block", "niet-te-openen", policy.locked_source.get(name, ""), name)
+    if state:
+        exam = state.exam_for(zone.name, now)
+        if exam is not None:
+            if exam.allowlist.covers(req.host, req.path, cats):
+                return verdict("allow", "examen-toegestaan", exam.source, None)
+            return verdict("block", "examen", exam.source, None)
+        for opening in state.openings_for(zone.name, now):
+            inside = opening.sites.covers(req.host, req.path, cats)
+            if opening.mode == "open" and inside:
+                return verdict("allow", "lokaal-open", opening.source, None)
+            if opening.mode == "allowlist":
+                return verdict("allow" if inside else "block", "lokaal-allowlist", opening.source, None)
+        grant = state.grant_for(zone.name, zone.kind, zone.role, req.host, req.path, cats, now)
+        if grant is not None:
+            return verdict("allow", "deblokkering", grant.source, None)
+
+    ip_literal = _is_ip(req.host)
+    for rule in policy.applicable(zone, moment.tags):
+        hit = rule.hit(req.host, req.path, cats, ip_literal)
+        if hit is False:
+            continue
+        category = hit if isinstance(hit, str) else None
+        if rule.action == "allowlist_only":
+            assert rule.allowlist is not None
+            if rule.allowlist.covers(req.host, req.path, cats):
+                return verdict("allow", rule.name, rule.source, category)
+            return verdict("block", rule.name, rule.source, category)
+        return verdict(rule.action, rule.name, rule.source, category)
+    return verdict(policy.default, "standaard", policy.default_source, None)
+
+
+def stricter(a: Verdict, b: Verdict) -> Verdict:
+    """Two views of one connection (CONNECT target vs SNI vs Host header): the stricter one counts."""
+    if a.blocked or not b.blocked:
+        return a
+    return b
+
+
+def zone_for(policy: CompiledPolicy, client: IPAddress) -> ZoneView:
+    return policy.zone_of(client) or policy.guest

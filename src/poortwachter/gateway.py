@@ -1,0 +1,137 @@
+"""The gateway's decision engine at run time: the current policy, lists and state, and their reloads.
+
+Shared by the mitmproxy addons and the CLI (`explain`, `classify`), so both give exactly the same
+verdict. Knows nothing about mitmproxy; the addons feed it hosts and paths.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .clock import Clock, system_clock
+from .decide import Categorizer, Context, Request, Verdict, decide, stricter
+from .lists.index import CategoryIndex, lists_dir
+from .policy.compiled import CompiledPolicy
+from .policy.load import PolicyError, load_policy
+from .state import EMPTY, State
+
+log = logging.getLogger("poortwachter")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Reload:
+    ok: bool
+    generation: int
+    error: str = ""
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def client_address(text: str) -> IPAddress:
+    """Peer address as the proxy sees it; an IPv4-mapped IPv6 address is the IPv4 client it is."""
+    addr = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+class Engine:
+    def __init__(self, policy_file: Path, data_dir: Path | None, clock: Clock = system_clock) -> None:
+        self.policy_file = Path(policy_file)
+        self.data_dir = data_dir
+        self.clock = clock
+        self.generation = 0
+        self.index: CategoryIndex = CategoryIndex.empty()
+        self.state: State = EMPTY
+        self._policy_stamp: tuple[int, int, int] | None = None
+        self._lists_stamp: tuple[int, int, int] | None = None
+        self._index_generation: str | None = None
+        self.policy = self._compile()  # raises PolicyError: a gateway never starts on a bad policy
+        self.reload_lists()
+        self.ctx = self._context()
+
+    # --- loading -------------------------------------------------------------------------
+    def _compile(self) -> CompiledPolicy:
+        stamp = _stamp(self.policy_file)
+        policy = load_policy(self.policy_file)
+        self.generation += 1
+        self._policy_stamp = stamp
+        return CompiledPolicy(policy, self.generation)
+
+    def _context(self) -> Context:
+        missing = sorted(set(self.policy.list_to_categories) - set(self.index.categories))
+        if missing and self.data_dir is not None:
+            log.warning("lists named in the policy are not installed (lijsten niet geïnstalleerd): %s; "
+                        "run `poortwachter lists update`", ", ".join(missing))
+        return Context(self.policy, Categorizer(self.policy, self.index), self.state)
+
+    def reload_policy(self) -> Reload:
+        """Load the policy file again; on any error keep the policy in force and say why."""
+        try:
+            policy = self._compile()
+        except PolicyError as exc:
+            self._policy_stamp = _stamp(self.policy_file)  # do not retry until the file changes again
+            return Reload(False, self.generation, str(exc))
+        self.policy = policy
+        self.ctx = self._context()
+        return Reload(True, self.generation)
+
+    def reload_lists(self) -> bool:
+        """Swap in a newly installed list index, if `lists update` installed one."""
+        if self.data_dir is None:
+            return False
+        directory = lists_dir(self.data_dir)
+        stamp = _stamp(directory / "manifest.json")
+        if stamp is None or stamp == self._lists_stamp:
+            return False
+        self._lists_stamp = stamp
+        try:
+            index = CategoryIndex.load(directory)
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # a broken install must never take the gateway down
+            log.error("list index not loaded (lijsten niet geladen): %s", type(exc).__name__)
+            return False
+        if index.generation == self._index_generation:
+            return False
+        self.index = index
+        self._index_generation = index.generation
+        if hasattr(self, "ctx"):
+            self.ctx = self._context()
+        return True
+
+    def policy_changed(self) -> bool:
+        return _stamp(self.policy_file) != self._policy_stamp
+
+    def set_state(self, state: State) -> None:
+        self.state = state
+        self.ctx = Context(self.policy, self.ctx.categorizer, state)
+
+    # --- deciding ------------------------------------------------------------------------
+    def decide(self, client: IPAddress, host: str, path: str | None = None) -> Verdict:
+        return decide(Request(client, host, path), self.ctx, self.clock())
+
+    def decide_all(self, client: IPAddress, hosts: list[str], path: str | None = None) -> Verdict:
+        """Several names for one connection (CONNECT target, SNI, Host header): the stricter verdict."""
+        now = self.clock()
+        ctx = self.ctx
+        verdict = decide(Request(client, hosts[0], path), ctx, now)
+        for i in range(1, len(hosts)):
+            if hosts[i] not in hosts[:i]:
+                verdict = stricter(verdict, decide(Request(client, hosts[i], path), ctx, now))
+        return verdict
+
+    def undecrypted(self, host: str) -> bool:
+        return self.policy.undecrypted(host, self.ctx.categorizer.host(host))

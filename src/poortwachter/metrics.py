@@ -1,0 +1,15 @@
+"""Prometheus metrics of the gateway. Labels are zone, role, category, action: never an address,
+a user or a URL, so the metrics hold no personal data by construction."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("poortwachter_requests", "Decisions taken, by zone, role, category and action",
+                   ["zone", "role", "category", "action"])
+DECISION_SECONDS = Histogram("poortwachter_decision_seconds", "Time to decide one request",
+                             buckets=(2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 5e-3))
+RELOADS = Counter("poortwachter_policy_reloads", "Policy loads and reloads by result", ["result"])
+GENERATION = Gauge("poortwachter_policy_generation", "Generation of the policy in force")
+LIST_ENTRIES = Gauge("poortwachter_list_entries", "Entries per installed category list", ["list"])
+TLS_PASSTHROUGH = Counter("poortwachter_tls_connections", "TLS connections by handling", ["zone", "handling"])

@@ -1,0 +1,181 @@
+"""A validated policy turned into structures that answer quickly on the hot path.
+
+Compiling is done once per (re)load; nothing here reads files or the clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ..state import Sites, suffix_in
+from .model import Action, Inspection, Policy, Role, Rule, Zone, ZoneKind
+from .timetable import Clockwork
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneView:
+    name: str
+    kind: str
+    role: str
+    inspection: str
+    safesearch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    name: str
+    source: str
+    action: str
+    roles: frozenset[str] | None
+    zones: frozenset[str] | None
+    when: frozenset[str] | None
+    categories: frozenset[str] | None
+    sites: Sites | None
+    ip_literal: bool | None
+    allowlist: Sites | None
+
+    @property
+    def matches_everything(self) -> bool:
+        return self.categories is None and self.sites is None and self.ip_literal is None
+
+    def applies(self, zone: ZoneView, tags: frozenset[str]) -> bool:
+        """Who, where, when: decided once per (zone, minute), not per request."""
+        if self.roles is not None and zone.role not in self.roles:
+            return False
+        if self.zones is not None and zone.name not in self.zones and zone.kind not in self.zones:
+            return False
+        if self.when is not None and self.when.isdisjoint(tags):
+            return False
+        return True
+
+    def hit(self, host: str, path: str | None, categories: frozenset[str], ip_literal: bool) -> str | None | bool:
+        """What: returns the matching category name, True for a match without a category, or False."""
+        if self.matches_everything:
+            return True
+        if self.categories is not None:
+            common = self.categories & categories
+            if common:
+                return min(common)
+        if self.sites is not None and self.sites.covers(host, path, frozenset()):
+            return True
+        if self.ip_literal is not None and self.ip_literal == ip_literal:
+            return True
+        return False
+
+
+def _rule(rule: Rule) -> CompiledRule:
+    return CompiledRule(
+        name=rule.name,
+        source=rule.source,
+        action=rule.action.value,
+        roles=frozenset(r.value for r in rule.roles) if rule.roles is not None else None,
+        zones=frozenset(rule.zones) if rule.zones is not None else None,
+        when=frozenset(rule.when) if rule.when is not None else None,
+        categories=frozenset(rule.categories) if rule.categories is not None else None,
+        sites=Sites.of(rule.sites) if rule.sites is not None else None,
+        ip_literal=rule.ip_literal,
+        allowlist=Sites.of(rule.allowlist.sites, rule.allowlist.categories) if rule.allowlist else None,
+    )
+
+
+class CompiledPolicy:
+    def __init__(self, policy: Policy, generation: int = 0) -> None:
+        self.policy = policy
+        self.generation = generation
+        self.settings = policy.settings
+        self.clock = Clockwork(policy.timetable)
+        self.default = policy.default
+        self.default_source = policy.default_source
+        self.rules = tuple(_rule(r) for r in policy.rules)
+        self.zones = {name: _view(name, z) for name, z in policy.zones.items()}
+        nets: list[tuple[IPNetwork, ZoneView]] = []
+        for name, zone in policy.zones.items():
+            for cidr in zone.cidrs:
+                nets.append((ipaddress.ip_network(cidr, strict=False), self.zones[name]))
+        # longest prefix first, so a /28 exam room inside a /16 school network wins
+        nets.sort(key=lambda item: item[0].prefixlen, reverse=True)
+        self._nets = tuple(nets)
+        self.guest = ZoneView(policy.settings.guest_zone, ZoneKind.guest.value, Role.guest.value,
+                              Inspection.passthrough.value, False)
+        self.refuse_unknown = policy.settings.unknown_clients == "refuse"
+        # list name -> policy categories that include it; school sites -> category
+        self.list_to_categories: dict[str, frozenset[str]] = {}
+        site_domains: dict[str, set[str]] = {}
+        site_paths: list[tuple[str, str, str]] = []
+        for cname, cat in policy.categories.items():
+            for lname in cat.lists:
+                self.list_to_categories[lname] = self.list_to_categories.get(lname, frozenset()) | {cname}
+            for site in cat.sites:
+                host, slash, rest = site.partition("/")
+                if slash and rest:
+                    site_paths.append((host, "/" + rest, cname))
+                else:
+                    site_domains.setdefault(host, set()).add(cname)
+        self.site_domains = {k: frozenset(v) for k, v in site_domains.items()}
+        self.site_paths = tuple(site_paths)
+        self.titles = {name: cat.title for name, cat in policy.categories.items()}
+        self.locked = frozenset(n for n, c in policy.categories.items() if not c.overridable)
+        self.locked_source = {n: c.source for n, c in policy.categories.items()}
+        self.no_decrypt = Sites.of(policy.no_decrypt.sites, policy.no_decrypt.categories)
+        self._combo_cache: dict[frozenset[str], frozenset[str]] = {}
+        self._applicable: dict[tuple[str, frozenset[str]], tuple[CompiledRule, ...]] = {}
+
+    # --- who and where -------------------------------------------------------------------
+    def zone_of(self, client: IPAddress) -> ZoneView | None:
+        for net, zone in self._nets:
+            if client.version == net.version and client in net:
+                return zone
+        return None
+
+    # --- what ----------------------------------------------------------------------------
+    def categories_of_lists(self, lists: frozenset[str]) -> frozenset[str]:
+        """Installed list names -> the policy's categories (cached: there are few distinct combos)."""
+        hit = self._combo_cache.get(lists)
+        if hit is None:
+            out: set[str] = set()
+            for lname in lists:
+                out |= self.list_to_categories.get(lname, frozenset())
+            hit = self._combo_cache[lists] = frozenset(out)
+        return hit
+
+    def site_categories(self, host: str, path: str | None) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        if self.site_domains:
+            h = host
+            while True:
+                cats = self.site_domains.get(h)
+                if cats:
+                    out = out | cats
+                dot = h.find(".")
+                if dot < 0:
+                    break
+                h = h[dot + 1:]
+        for domain, prefix, cname in self.site_paths:
+            if (host == domain or host.endswith("." + domain)) and (path is None or path.startswith(prefix)):
+                out = out | {cname}
+        return out
+
+    # --- which rules can apply now ----------------------------------------------------------
+    def applicable(self, zone: ZoneView, tags: frozenset[str]) -> tuple[CompiledRule, ...]:
+        key = (zone.name, tags)
+        hit = self._applicable.get(key)
+        if hit is None:
+            if len(self._applicable) > 4096:
+                self._applicable.clear()
+            hit = self._applicable[key] = tuple(r for r in self.rules if r.applies(zone, tags))
+        return hit
+
+    def undecrypted(self, host: str, categories: frozenset[str]) -> bool:
+        """Never intercept banking, health, government login, even in an intercept zone."""
+        return bool(self.no_decrypt) and self.no_decrypt.covers(host, None, categories)
+
+
+def _view(name: str, zone: Zone) -> ZoneView:
+    return ZoneView(name, zone.kind.value, zone.role.value, zone.inspection.value, zone.safesearch)
+
+
+__all__ = ["Action", "CompiledPolicy", "CompiledRule", "ZoneView", "suffix_in"]

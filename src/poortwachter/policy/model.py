@@ -1,0 +1,262 @@
+"""The policy as the school writes it: pydantic models that validate the YAML at the edge.
+
+Every model forbids unknown keys, so a typo in a field name is an error with a line number rather
+than a silently ignored rule. policy/schema.json is generated from these models
+(`poortwachter policy-schema`), so editors check the YAML while the admin types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=NAME, max_length=64)]
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a network (geen geldig netwerk)") from None
+    return value
+
+
+SITE = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*(/\S*)?$")
+
+
+def _site(value: str) -> str:
+    if not SITE.match(value):
+        raise ValueError(f"{value!r} is not a site: a lower-case host name, optionally followed by /path")
+    return value
+
+
+Network = Annotated[str, AfterValidator(_network)]
+Site = Annotated[str, AfterValidator(_site)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZoneKind(StrEnum):
+    classroom = "classroom"
+    public_area = "public_area"
+    staff = "staff"
+    exam_room = "exam_room"
+    guest = "guest"
+
+
+class Role(StrEnum):
+    pupil = "pupil"
+    staff = "staff"
+    guest = "guest"
+
+
+class Inspection(StrEnum):
+    passthrough = "passthrough"
+    intercept = "intercept"
+
+
+class Action(StrEnum):
+    allow = "allow"
+    block = "block"
+    allowlist_only = "allowlist_only"
+
+
+class Zone(Strict):
+    kind: ZoneKind
+    role: Role
+    cidrs: list[Network] = Field(min_length=1, description="IPv4 and IPv6 networks of this zone")
+    inspection: Inspection = Inspection.passthrough
+    safesearch: bool = Field(False, description="Force SafeSearch and YouTube Restricted Mode (intercept only)")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _safesearch_needs_intercept(self) -> Zone:
+        if self.safesearch and self.inspection is not Inspection.intercept:
+            raise ValueError("safesearch needs inspection: intercept (the URL is not visible in passthrough)")
+        return self
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class PeriodKind(StrEnum):
+    lesson = "lesson"
+    break_ = "break"
+
+
+class Period(Strict):
+    name: Name
+    start: HHMM
+    end: HHMM
+    kind: Literal["lesson", "break"]
+
+    @model_validator(mode="after")
+    def _order(self) -> Period:
+        if self.end <= self.start:
+            raise ValueError(f"period {self.name!r} ends before it starts")
+        return self
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class DateRange(Strict):
+    name: Name
+    start: dt.date = Field(alias="from")
+    end: dt.date = Field(alias="to")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _order(self) -> DateRange:
+        if self.end < self.start:
+            raise ValueError(f"{self.name!r}: 'to' is before 'from'")
+        return self
+
+
+class SpecialDays(DateRange):
+    kind: Literal["exam_week", "excursion", "study_day", "other"] = "other"
+    schedule: Name | None = Field(None, description="day schedule to use instead of the weekday's (a key of timetable.schedules)")
+
+
+class Timetable(Strict):
+    timezone: str = "Europe/Amsterdam"
+    schedules: dict[Name, list[Period]] = Field(description="named day schedules (lesson and break periods)")
+    weekdays: dict[Weekday, Name] = Field(description="which schedule each school day follows; missing days have no school")
+    holidays: list[DateRange] = []
+    special_days: list[SpecialDays] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class Category(Strict):
+    title: str = Field(description="Dutch first, English second, e.g. 'Pornografie / Pornography'")
+    lists: list[str] = Field([], description="installed list names (UT1 categories, hosts lists)")
+    sites: list[Site] = Field([], description="the school's own entries: domains (with subdomains) or domain/path")
+    overridable: bool = Field(True, description="false: no grant, opening or exception can ever open it")
+    source: str = Field("", description="article that makes this category forbidden, shown when it blocks")
+
+    @model_validator(mode="after")
+    def _something(self) -> Category:
+        if not self.lists and not self.sites:
+            raise ValueError("a category needs lists, sites or both")
+        return self
+
+
+class Allowlist(Strict):
+    categories: list[Name] = []
+    sites: list[Site] = []
+
+
+class Rule(Strict):
+    name: Name
+    source: str = Field(min_length=1, description="the reglement article this rule enforces, e.g. '004 art. 9'")
+    action: Action
+    description: str = ""
+    # who, where, when: each list matches if any element matches; an absent list matches everything
+    roles: list[Role] | None = None
+    zones: list[str] | None = Field(None, description="zone names or zone kinds")
+    when: list[str] | None = Field(None, description="time tags: lesson, break, school_hours, outside_school_hours, weekend, holiday, a period or special-day name or kind")
+    # what: absent means every request
+    categories: list[Name] | None = None
+    sites: list[Site] | None = None
+    ip_literal: bool | None = Field(None, description="true: matches requests to a raw IP address")
+    # only for allowlist_only: what stays reachable
+    allowlist: Allowlist | None = None
+
+    @model_validator(mode="after")
+    def _allowlist(self) -> Rule:
+        if self.action is Action.allowlist_only and self.allowlist is None:
+            raise ValueError("action allowlist_only needs an allowlist")
+        if self.action is not Action.allowlist_only and self.allowlist is not None:
+            raise ValueError("an allowlist only belongs to action allowlist_only")
+        return self
+
+
+class NoDecrypt(Strict):
+    categories: list[Name] = []
+    sites: list[Site] = []
+
+
+class Settings(Strict):
+    unblock_url: str = Field("http://127.0.0.1:8090/deblokkeren", description="block page link to request an unblock")
+    unknown_clients: Literal["guest", "refuse"] = "guest"
+    guest_zone: Name = Field("onbekend", description="zone name reported for clients outside every zone")
+    contact: str = Field("de ICT-afdeling / the ICT department", description="who to contact, shown on the block page")
+
+
+class Policy(Strict):
+    school: str
+    reglement: str = Field("", description="title or link of the reglement this policy enforces")
+    settings: Settings = Settings()
+    zones: dict[Name, Zone]
+    timetable: Timetable
+    categories: dict[Name, Category] = {}
+    no_decrypt: NoDecrypt = NoDecrypt()
+    rules: list[Rule] = []
+    default: Literal["allow", "block"] = "allow"
+    default_source: str = Field("", description="article behind the default, if any")
+
+
+Path = tuple[str | int, ...]
+
+
+def cross_references(policy: Policy) -> list[tuple[Path, str]]:
+    """Checks that span several parts of the policy, each with the path of the offending value."""
+    problems: list[tuple[Path, str]] = []
+    tt = policy.timetable
+    for day, schedule in tt.weekdays.items():
+        if schedule not in tt.schedules:
+            problems.append((("timetable", "weekdays", day), f"no schedule named {schedule!r}"))
+    for i, special in enumerate(tt.special_days):
+        if special.schedule is not None and special.schedule not in tt.schedules:
+            problems.append((("timetable", "special_days", i, "schedule"), f"no schedule named {special.schedule!r}"))
+    for name, periods in tt.schedules.items():
+        ordered = sorted(range(len(periods)), key=lambda k: periods[k].start)
+        for a, b in zip(ordered, ordered[1:]):
+            if periods[b].start < periods[a].end:
+                problems.append((("timetable", "schedules", name, b),
+                                 f"overlaps {periods[a].name!r} (periods must not overlap)"))
+    zone_words = set(policy.zones) | {k.value for k in ZoneKind}
+    seen_rules: set[str] = set()
+    for i, rule in enumerate(policy.rules):
+        if rule.name in seen_rules:
+            problems.append((("rules", i, "name"), f"duplicate rule name {rule.name!r}"))
+        seen_rules.add(rule.name)
+        for j, zone in enumerate(rule.zones or []):
+            if zone not in zone_words:
+                problems.append((("rules", i, "zones", j), f"no zone or zone kind named {zone!r}"))
+        for j, cat in enumerate(rule.categories or []):
+            if cat not in policy.categories:
+                problems.append((("rules", i, "categories", j), f"unknown category {cat!r}"))
+        for j, cat in enumerate(rule.allowlist.categories if rule.allowlist else []):
+            if cat not in policy.categories:
+                problems.append((("rules", i, "allowlist", "categories", j), f"unknown category {cat!r}"))
+    for j, cat in enumerate(policy.no_decrypt.categories):
+        if cat not in policy.categories:
+            problems.append((("no_decrypt", "categories", j), f"unknown category {cat!r}"))
+    seen: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, str] = {}
+    for zname, zone in policy.zones.items():
+        for j, cidr in enumerate(zone.cidrs):
+            net = ipaddress.ip_network(cidr, strict=False)
+            if net in seen:
+                problems.append((("zones", zname, "cidrs", j), f"{cidr} is also in zone {seen[net]!r}"))
+            seen[net] = zname
+    return problems

@@ -1,0 +1,79 @@
+"""Where in the school day a moment falls: lesson, break, outside school hours, weekend, holiday.
+
+Times in the policy are wall-clock times in the school's time zone (Europe/Amsterdam), so summer
+time is handled by zoneinfo: 08:30 is 08:30 in March and in November.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from .model import Period, Timetable
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """What the timetable says about one minute."""
+
+    tags: frozenset[str]          # every word a rule's `when` may use for this minute
+    period: str | None            # the lesson or break name, or None
+    period_kind: str | None       # "lesson", "break" or None
+    period_end: dt.datetime | None  # when the current period ends (for "until the end of this lesson")
+
+
+def _at(day: dt.date, hhmm: str, tz: ZoneInfo) -> dt.datetime:
+    hour, minute = map(int, hhmm.split(":"))
+    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+
+
+class Clockwork:
+    """Answers `moment(when)` for a timetable; pure apart from a small per-minute cache."""
+
+    def __init__(self, timetable: Timetable) -> None:
+        self.tt = timetable
+        self.tz = ZoneInfo(timetable.timezone)
+        self._cache: dict[int, Moment] = {}
+
+    def moment(self, when: dt.datetime) -> Moment:
+        if when.tzinfo is None:
+            raise ValueError("naive datetime: give a time zone")
+        key = int(when.timestamp()) // 60
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            hit = self._cache[key] = self._compute(when.astimezone(self.tz))
+        return hit
+
+    def _compute(self, local: dt.datetime) -> Moment:
+        day = local.date()
+        tags: set[str] = set()
+        for holiday in self.tt.holidays:
+            if holiday.start <= day <= holiday.end:
+                tags.update(("holiday", holiday.name))
+        schedule_name = self.tt.weekdays.get(WEEKDAYS[day.weekday()])  # type: ignore[call-overload]
+        if day.weekday() >= 5:
+            tags.add("weekend")
+        for special in self.tt.special_days:
+            if special.start <= day <= special.end:
+                tags.update((special.kind, special.name))
+                if special.schedule is not None:
+                    schedule_name = special.schedule
+        if "holiday" in tags or schedule_name is None:
+            return Moment(frozenset(tags), None, None, None)
+        periods: list[Period] = sorted(self.tt.schedules[schedule_name], key=lambda p: p.start)
+        tags.add("school_day")
+        hhmm = local.strftime("%H:%M")
+        if periods and periods[0].start <= hhmm < periods[-1].end:
+            tags.add("school_hours")
+        else:
+            tags.add("outside_school_hours")
+        for period in periods:
+            if period.start <= hhmm < period.end:
+                tags.update((period.kind, period.name))
+                return Moment(frozenset(tags), period.name, period.kind, _at(day, period.end, self.tz))
+        return Moment(frozenset(tags), None, None, None)

@@ -1,0 +1,163 @@
+"""The live state a decision reads besides the policy: exclusions, grants, classroom openings, exams.
+
+The store keeps these; the gateway holds an immutable snapshot of the active ones in memory, so it
+goes on deciding when the database is away. Everything here is plain data and pure functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Sites:
+    """A set of sites: domains (matching subdomains) and domain/path prefixes, plus policy categories."""
+
+    domains: frozenset[str] = frozenset()
+    paths: tuple[tuple[str, str], ...] = ()   # (domain, "/path" prefix)
+    categories: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, sites: list[str] | tuple[str, ...] = (), categories: list[str] | tuple[str, ...] = ()) -> Sites:
+        domains: set[str] = set()
+        paths: list[tuple[str, str]] = []
+        for site in sites:
+            host, slash, rest = site.partition("/")
+            if slash and rest:
+                paths.append((host, "/" + rest))
+            else:
+                domains.add(host)
+        return cls(frozenset(domains), tuple(paths), frozenset(categories))
+
+    def __bool__(self) -> bool:
+        return bool(self.domains or self.paths or self.categories)
+
+    def covers(self, host: str, path: str | None, categories: frozenset[str]) -> bool:
+        """True if the request is inside this set. Without a path (CONNECT, SNI), a path entry
+        covers its whole host: the gateway cannot see further in passthrough."""
+        if self.categories and not self.categories.isdisjoint(categories):
+            return True
+        if self.domains and suffix_in(host, self.domains):
+            return True
+        for domain, prefix in self.paths:
+            if host == domain or host.endswith("." + domain):
+                if path is None or path.startswith(prefix):
+                    return True
+        return False
+
+
+def suffix_in(host: str, domains: frozenset[str] | dict[str, object]) -> bool:
+    """Is host or one of its parent domains (on a label boundary) in domains?"""
+    while True:
+        if host in domains:
+            return True
+        dot = host.find(".")
+        if dot < 0:
+            return False
+        host = host[dot + 1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """Uitsluiting van het netwerk: a device (address or network) excluded until a moment."""
+
+    id: int
+    subject: str                 # client address or network, e.g. "10.1.2.3" or "10.1.2.0/28"
+    until: dt.datetime
+    source: str = ""             # the article / decision behind it
+    start: dt.datetime | None = None
+
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.subject, strict=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A temporary unblock approved by ICT: sites opened for some zones and roles, for a window."""
+
+    id: int
+    sites: Sites
+    start: dt.datetime
+    end: dt.datetime
+    zones: frozenset[str] = frozenset()     # zone names or kinds; empty = every zone
+    roles: frozenset[str] = frozenset()     # empty = every role
+    source: str = "004 art. 12"
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A teacher's decision for their own classroom until a moment (usually the end of the lesson):
+    `open` lets the sites through; `allowlist` restricts the room to only those sites."""
+
+    id: int
+    zone: str
+    mode: Literal["open", "allowlist"]
+    sites: Sites
+    until: dt.datetime
+    source: str = "004 art. 9"
+    start: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exam:
+    """Exam mode for a zone: only the exam allowlist is reachable until the exam ends."""
+
+    id: int
+    zone: str
+    allowlist: Sites
+    until: dt.datetime
+    source: str = "000 (examens)"
+    start: dt.datetime | None = None
+
+
+def _active(start: dt.datetime | None, end: dt.datetime, now: dt.datetime) -> bool:
+    return (start is None or start <= now) and now < end
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    bans: tuple[Ban, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    openings: tuple[Opening, ...] = ()
+    exams: tuple[Exam, ...] = ()
+    _ban_nets: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Ban], ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ban_nets", tuple((b.network(), b) for b in self.bans))
+
+    def __bool__(self) -> bool:
+        return bool(self.bans or self.grants or self.openings or self.exams)
+
+    def ban_for(self, client: ipaddress.IPv4Address | ipaddress.IPv6Address, now: dt.datetime) -> Ban | None:
+        for net, ban in self._ban_nets:
+            if client.version == net.version and client in net and _active(ban.start, ban.until, now):
+                return ban
+        return None
+
+    def exam_for(self, zone: str, now: dt.datetime) -> Exam | None:
+        for exam in self.exams:
+            if exam.zone == zone and _active(exam.start, exam.until, now):
+                return exam
+        return None
+
+    def openings_for(self, zone: str, now: dt.datetime) -> list[Opening]:
+        return [o for o in self.openings if o.zone == zone and _active(o.start, o.until, now)]
+
+    def grant_for(self, zone: str, kind: str, role: str, host: str, path: str | None,
+                  categories: frozenset[str], now: dt.datetime) -> Grant | None:
+        for grant in self.grants:
+            if not _active(grant.start, grant.end, now):
+                continue
+            if grant.zones and zone not in grant.zones and kind not in grant.zones:
+                continue
+            if grant.roles and role not in grant.roles:
+                continue
+            if grant.sites.covers(host, path, categories):
+                return grant
+        return None
+
+
+EMPTY = State()

@@ -1,0 +1,165 @@
+"""The store's tables as SQLAlchemy 2.0 typed models.
+
+Every schema change goes through a hand-written Alembic migration in migrations/versions/; the
+test suite checks that these models and the migrations describe the same schema.
+
+Datetimes are always timezone-aware UTC in Python. On PostgreSQL they are `timestamptz`; SQLite
+has no time zones, so they are stored as naive UTC text in one fixed format, which keeps
+comparisons in SQL (e.g. `until > now`) correct.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints, so that migrations (and SQLite batch migrations) can refer to them.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+GRANT_STATUSES = ("pending", "approved", "rejected")
+OPENING_MODES = ("open", "allowlist")
+
+# Short identifiers (actor, zone, source) and free text (reason) have separate types so the
+# migration and the models can be compared column by column.
+NAME = 200
+SUBJECT = 64   # an IPv6 network with prefix fits in 43 characters
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in and out, on every backend. Naive datetimes are refused: a naive
+    time is ambiguous (local? UTC?) and a ban ending an hour early is a real bug."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: the store only takes timezone-aware datetimes")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), list[str]: JSON()}
+
+
+class BanRow(Base):
+    """Uitsluiting van het netwerk: a client address or network excluded for a window."""
+
+    __tablename__ = "bans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(SUBJECT))
+    start: Mapped[dt.datetime | None]
+    until: Mapped[dt.datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(NAME))
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class GrantRow(Base):
+    """A temporary unblock. Only `approved`, unrevoked grants reach the gateway."""
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sites: Mapped[list[str]]
+    categories: Mapped[list[str]]
+    zones: Mapped[list[str]]
+    roles: Mapped[list[str]]
+    start: Mapped[dt.datetime]
+    end: Mapped[dt.datetime] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(String(NAME))
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    approved_by: Mapped[str | None] = mapped_column(String(NAME))
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class OpeningRow(Base):
+    """A teacher's classroom opening (`open`) or restriction (`allowlist`)."""
+
+    __tablename__ = "openings"
+    __table_args__ = (CheckConstraint("mode IN ('open', 'allowlist')", name="mode"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    zone: Mapped[str] = mapped_column(String(NAME))
+    mode: Mapped[str] = mapped_column(String(16))
+    sites: Mapped[list[str]]
+    categories: Mapped[list[str]]
+    start: Mapped[dt.datetime | None]
+    until: Mapped[dt.datetime] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(String(NAME))
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class ExamRow(Base):
+    """Exam mode for a zone: only the allowlist is reachable."""
+
+    __tablename__ = "exams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    zone: Mapped[str] = mapped_column(String(NAME))
+    sites: Mapped[list[str]]
+    categories: Mapped[list[str]]
+    start: Mapped[dt.datetime | None]
+    until: Mapped[dt.datetime] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(String(NAME))
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class ChangeRow(Base):
+    """Who changed what, when and why. Written in the same transaction as the change itself;
+    `revision` is the state revision that change produced."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_object", "object", "object_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(32))       # add, revoke (later: request, approve, ...)
+    object: Mapped[str] = mapped_column(String(32))     # ban, grant, opening, exam
+    object_id: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer)
+
+
+class MetaRow(Base):
+    """One row: the state revision, bumped by every change, so a gateway can poll one integer
+    instead of reloading everything."""
+
+    __tablename__ = "meta"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_revision: Mapped[int] = mapped_column(Integer)
