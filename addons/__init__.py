@@ -10,6 +10,7 @@ def build() -> list[Any]:
     from .enforce import Enforce
     from .metrics_server import MetricsServer
     from .safesearch import SafeSearch
+    from .state_sync import StateSync
 
     engine = EngineAddon()
-    return [engine, MetricsServer(), Enforce(engine), SafeSearch(engine)]
+    return [engine, StateSync(engine), MetricsServer(), Enforce(engine), SafeSearch(engine)]

@@ -26,6 +26,7 @@ class EngineAddon:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._interval = 1.0
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option("poortwachter_policy", str, "policy/default.yaml", "The school's policy (YAML).")
@@ -33,9 +34,18 @@ class EngineAddon:
                           "Data directory (lists, store); empty: POORTWACHTER_DATA_DIR or the default.")
         loader.add_option("poortwachter_clock_file", str, "",
                           "Read the time from this file (ISO-8601) instead of the system clock: for tests and drills.")
-        loader.add_option("poortwachter_reload_interval", float, 1.0, "Seconds between checks for a changed policy or lists.")
+        # str, not float: mitmproxy cannot parse a float option given with --set
+        loader.add_option("poortwachter_reload_interval", str, "1.0", "Seconds between checks for a changed policy or lists.")
 
     def configure(self, updated: set[str]) -> None:
+        if "poortwachter_reload_interval" in updated:
+            value = ctx.options.poortwachter_reload_interval
+            try:
+                self._interval = float(value)
+            except ValueError:
+                self._interval = 0.0
+            if not 0.05 <= self._interval <= 3600:
+                raise exceptions.OptionsError(f"poortwachter_reload_interval: not seconds in 0.05..3600: {value!r}")
         if not updated & {"poortwachter_policy", "poortwachter_data_dir", "poortwachter_clock_file"}:
             return
         data_dir = resolve_data_dir(ctx.options.poortwachter_data_dir or None)
@@ -69,7 +79,7 @@ class EngineAddon:
 
     async def _watch_files(self) -> None:
         while True:
-            await asyncio.sleep(ctx.options.poortwachter_reload_interval)
+            await asyncio.sleep(self._interval)
             try:
                 self.check()
             except Exception:  # the watcher must outlive any single bad reload

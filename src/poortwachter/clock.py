@@ -33,7 +33,7 @@ class FileClock:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._time = system_clock()
 
     def __call__(self) -> dt.datetime:
@@ -41,7 +41,9 @@ class FileClock:
             st = os.stat(self.path)
         except OSError:
             return system_clock()
-        stamp = (st.st_mtime_ns, st.st_size)
+        # the inode too: a file replaced by rename within one mtime tick, with a time of the same
+        # length ("09:00" -> "10:15"), would otherwise look unchanged
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp != self._stamp:
             try:
                 self._time = parse_time(self.path.read_text())

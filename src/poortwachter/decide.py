@@ -60,8 +60,8 @@ class Verdict:
 
 
 def _is_ip(host: str) -> bool:
-    # normalised hosts: IPv6 has ':', IPv4 ends in a digit (a domain's last label never is all digits)
-    return ":" in host or host[-1:].isdigit()
+    # on normalised hosts: IPv6 has ':', IPv4 is a dotted quad (a domain's last label is never all digits)
+    return ":" in host or (host[-1:].isdigit() and host.replace(".", "").isdigit())
 
 
 class Categorizer:
@@ -82,7 +82,7 @@ class Categorizer:
         hit = self._hosts.get(host)
         if hit is None:
             cats = self.policy.categories_of_lists(self.index.host_categories(host))
-            sites = self.policy.site_categories(host, None) if self.policy.site_domains or self.policy.site_paths else NO_CATEGORIES
+            sites = self.policy.site_domain_categories(host) if self.policy.site_domains else NO_CATEGORIES
             hit = cats | sites if sites else cats
             if len(self._hosts) >= self.MAX:
                 self._hosts.clear()
@@ -91,11 +91,11 @@ class Categorizer:
 
     def request(self, host: str, path: str | None) -> frozenset[str]:
         cats = self.host(host)
-        if path is None:
-            return cats
-        extra = self.policy.categories_of_lists(self.index.url_categories(host, path))
+        extra = NO_CATEGORIES
+        if path is not None:
+            extra = self.policy.categories_of_lists(self.index.url_categories(host, path))
         if self.policy.site_paths:
-            extra = extra | self.policy.site_categories(host, path)
+            extra = extra | self.policy.site_path_categories(host, path)
         return cats | extra if extra else cats
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .clock import Clock, system_clock
 from .decide import Categorizer, Context, Request, Verdict, decide, stricter
-from .lists.index import CategoryIndex, lists_dir
+from .lists.index import CategoryIndex
+from .lists.install import lists_dir
 from .policy.compiled import CompiledPolicy
 from .policy.load import PolicyError, load_policy
 from .state import EMPTY, State

@@ -89,8 +89,10 @@ def normalize_host(raw: str) -> str:
     """Canonical form of a host (see the module docstring); raises BadHost."""
     try:
         return _normalize_cached(raw)
-    except TypeError:  # unhashable, so certainly not a str
-        raise BadHost("host is not a string") from None
+    except TypeError:
+        if isinstance(raw, str):  # a bug, not bad input: let it show
+            raise
+        raise BadHost("host is not a string") from None  # unhashable, so not a str
 
 
 def split_authority(authority: str) -> tuple[str, int | None]:
@@ -98,6 +100,8 @@ def split_authority(authority: str) -> tuple[str, int | None]:
     try:
         return _split_authority_cached(authority)
     except TypeError:
+        if isinstance(authority, str):
+            raise
         raise BadHost("authority is not a string") from None
 
 
@@ -205,7 +209,7 @@ def _canonical(host: str, is_v6: bool) -> str:
 
 def _canonical_ipv6(host: str) -> str:
     if "%" in host:
-        raise BadHost("'%' in IPv6 literal: zone identifiers are not allowed")
+        raise BadHost("'%' in IPv6 literal (zone identifier or percent-encoding) is not allowed")
     if not host:
         raise BadHost("empty IPv6 literal")
     try:
@@ -231,6 +235,10 @@ def _canonical_name(host: str) -> str:
         bad = _FORBIDDEN_RAW.search(host)
         if bad:
             raise BadHost(f"forbidden character {_codepoint(bad.group())}")
+    # Checked before the (costly) mapping too: only UTS46-ignored characters such as soft hyphens
+    # could shrink a longer input below the limit, and no real host is spelled that way.
+    if len(host) > MAX_HOST_LEN and len(host.rstrip(".")) > MAX_HOST_LEN:
+        raise BadHost("host name longer than 253 characters")
     if host.isascii():
         host = host.lower()
     else:

@@ -164,3 +164,21 @@ def test_policy_without_lists_still_uses_school_sites(policy: CompiledPolicy) ->
     ctx = Context(policy, Categorizer(policy, DictIndex({})))
     v = decide(Request(ipaddress.ip_address(CLASSROOM), "www.instagram.com", "/"), ctx, LESSON)
     assert v.category == "sociale-media" and v.blocked
+
+
+def test_path_entry_of_the_school_list_only_covers_its_path() -> None:
+    text = (REPO / "policy" / "default.yaml").read_text().replace(
+        "  bank:\n", "  spelletjes:\n    title: Spelletjes\n    sites: [example.com/games]\n  bank:\n", 1).replace(
+        "rules:\n", "rules:\n  - {name: geen-spelletjes, source: 'x 2', action: block, categories: [spelletjes]}\n", 1)
+    p = CompiledPolicy(parse_policy(text, "t.yaml"))
+    ctx = Context(p, Categorizer(p, INDEX))
+    client = ipaddress.ip_address(STAFF)
+    assert decide(Request(client, "example.com", "/games/1"), ctx, LESSON).rule == "geen-spelletjes"
+    # the same categorizer (with its per-host cache) must not let the path entry leak to other paths
+    assert not decide(Request(client, "example.com", "/news"), ctx, LESSON).blocked
+    assert decide(Request(client, "example.com", None), ctx, LESSON).blocked   # passthrough: whole host
+
+
+def test_names_ending_in_a_digit_are_not_ip_literals(policy: CompiledPolicy) -> None:
+    assert not verdict(policy, CANTEEN, "printer1").blocked
+    assert not verdict(policy, CANTEEN, "files.ab1").blocked

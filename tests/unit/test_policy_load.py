@@ -107,3 +107,9 @@ def test_schema_file_is_current(tmp_path: Path) -> None:
     assert main(["policy-schema", "-o", str(out)]) == 0
     assert json.loads(out.read_text()) == json.loads((REPO / "policy" / "schema.json").read_text()), \
         "policy/schema.json is stale: run `poortwachter policy-schema -o policy/schema.json`"
+
+
+def test_unknown_time_word_is_an_error() -> None:
+    text = GOOD.replace("    zones: [classroom, exam_room]\n", "    zones: [classroom, exam_room]\n    when: [lesson, brek]\n")
+    [msg] = problems(text)
+    assert msg == f"p.yaml:{line_of(text, 'brek')}: rules[4].when[1]: no time tag, period or special day named 'brek'"

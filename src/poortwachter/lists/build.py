@@ -82,6 +82,9 @@ class Builder:
         # key -> bit mask of categories; one dict for all categories keeps one string per key.
         self._domains: dict[str, int] = {}
         self._urls: dict[str, int] = {}
+        # Masks above 256 are separate int objects; sharing one object per distinct mask saves
+        # ~30 bytes per key (150 MB at 5M keys).
+        self._mask_pool: dict[int, int] = {}
 
     def category(self, name: str, origin: str) -> Category:
         cat = self.categories.get(name)
@@ -93,6 +96,7 @@ class Builder:
 
     def add_domains(self, cat: Category, names: Iterable[str]) -> None:
         masks = self._domains
+        pool = self._mask_pool
         bit = cat.bit
         added = 0
         candidates = cat.glued_candidates
@@ -100,7 +104,8 @@ class Builder:
             key = domain_key(name)
             old = masks.get(key, 0)
             if not old & bit:
-                masks[key] = old | bit
+                new = old | bit
+                masks[key] = pool.setdefault(new, new)
                 added += 1
                 # Cheap substring tests first: looks_glued runs a regex.
                 if (".com" in name or ".net" in name or ".org" in name) and looks_glued(name):
@@ -109,11 +114,13 @@ class Builder:
 
     def add_urls(self, cat: Category, keys: Iterable[str]) -> None:
         masks = self._urls
+        pool = self._mask_pool
         bit = cat.bit
         for key in keys:
             old = masks.get(key, 0)
             if not old & bit:
-                masks[key] = old | bit
+                new = old | bit
+                masks[key] = pool.setdefault(new, new)
                 cat.urls += 1
 
     def add_expressions(self, cat: Category, patterns: Iterable[str]) -> None:

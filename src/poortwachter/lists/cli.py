@@ -167,4 +167,5 @@ def _print_table(manifest: dict[str, Any], out: TextIO) -> None:
 
 
 def _fail(message: str) -> None:
-    print(message, file=sys.stderr)
+    # One line: errors from libraries (httpx, tarfile) may span several.
+    print(" ".join(message.split()), file=sys.stderr)

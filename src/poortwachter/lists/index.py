@@ -114,9 +114,6 @@ class CategoryIndex:
             raise IndexLoadError(f"cannot load lists from {lists_dir}: {exc}") from exc
         # Interned names: every combo set refers to the same few string objects.
         combos = [frozenset(sys.intern(name) for name in names) for names in raw_combos]
-        for table in (domains, urls):
-            if table.size and max(table.cids) >= len(combos):
-                raise IndexLoadError(f"combo id out of range in {build}")
         expressions = [
             (sys.intern(name), re.compile("|".join(f"(?:{p})" for p in patterns)))
             for name, patterns in sorted(raw_expressions.items())

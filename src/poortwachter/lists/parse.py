@@ -93,10 +93,12 @@ def iter_hosts(lines: Iterable[str], tally: Tally) -> Iterator[str]:
             continue
         bad: list[str] = []
         for field_text in fields[1:]:
+            if field_text.lower() in HOSTS_BOILERPLATE:
+                continue
             name = normalise_name(field_text)
             if name is None:
                 bad.append(field_text)
-            elif name not in HOSTS_BOILERPLATE:
+            else:
                 yield name
         if bad:
             tally.add(line_no, text, "not a host name: " + " ".join(bad))

@@ -211,5 +211,7 @@ def download(url: str, dest: Path, make_bar: BarFactory, timeout: float = 60.0) 
                     # announces even when the server adds a Content-Encoding.
                     bar.update(response.num_bytes_downloaded - seen)
                     seen = response.num_bytes_downloaded
+    except httpx.HTTPStatusError as exc:
+        raise SourceError(f"download of {url} failed: HTTP {exc.response.status_code}") from exc
     except httpx.HTTPError as exc:
         raise SourceError(f"download of {url} failed: {exc}") from exc

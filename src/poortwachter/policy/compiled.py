@@ -12,6 +12,7 @@ from ..state import Sites, suffix_in
 from .model import Action, Inspection, Policy, Role, Rule, Zone, ZoneKind
 from .timetable import Clockwork
 
+NONE: frozenset[str] = frozenset()
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -60,7 +61,7 @@ class CompiledRule:
             common = self.categories & categories
             if common:
                 return min(common)
-        if self.sites is not None and self.sites.covers(host, path, frozenset()):
+        if self.sites is not None and self.sites.covers(host, path, NONE):
             return True
         if self.ip_literal is not None and self.ip_literal == ip_literal:
             return True
@@ -142,18 +143,22 @@ class CompiledPolicy:
             hit = self._combo_cache[lists] = frozenset(out)
         return hit
 
-    def site_categories(self, host: str, path: str | None) -> frozenset[str]:
+    def site_domain_categories(self, host: str) -> frozenset[str]:
+        """The school's own domain entries that cover host or a parent domain."""
         out: frozenset[str] = frozenset()
-        if self.site_domains:
-            h = host
-            while True:
-                cats = self.site_domains.get(h)
-                if cats:
-                    out = out | cats
-                dot = h.find(".")
-                if dot < 0:
-                    break
-                h = h[dot + 1:]
+        h = host
+        while True:
+            cats = self.site_domains.get(h)
+            if cats:
+                out = out | cats
+            dot = h.find(".")
+            if dot < 0:
+                return out
+            h = h[dot + 1:]
+
+    def site_path_categories(self, host: str, path: str | None) -> frozenset[str]:
+        """The school's own domain/path entries; without a path (passthrough) they cover the host."""
+        out: frozenset[str] = frozenset()
         for domain, prefix, cname in self.site_paths:
             if (host == domain or host.endswith("." + domain)) and (path is None or path.startswith(prefix)):
                 out = out | {cname}

@@ -177,7 +177,7 @@ class Rule(Strict):
     # what: absent means every request
     categories: list[Name] | None = None
     sites: list[Site] | None = None
-    ip_literal: bool | None = Field(None, description="true: matches requests to a raw IP address")
+    ip_literal: Literal[True] | None = Field(None, description="true: matches requests to a raw IP address")
     # only for allowlist_only: what stays reachable
     allowlist: Allowlist | None = None
 
@@ -218,6 +218,20 @@ class Policy(Strict):
 Path = tuple[str | int, ...]
 
 
+BUILTIN_TIME_TAGS = frozenset({"lesson", "break", "school_day", "school_hours", "outside_school_hours",
+                               "weekend", "holiday", "exam_week", "excursion", "study_day", "other"})
+
+
+def time_tags(policy: Policy) -> frozenset[str]:
+    """Every word a rule's `when` may use with this timetable (see policy/timetable.py)."""
+    tt = policy.timetable
+    words = set(BUILTIN_TIME_TAGS)
+    words.update(p.name for periods in tt.schedules.values() for p in periods)
+    words.update(h.name for h in tt.holidays)
+    words.update(s.name for s in tt.special_days)
+    return frozenset(words)
+
+
 def cross_references(policy: Policy) -> list[tuple[Path, str]]:
     """Checks that span several parts of the policy, each with the path of the offending value."""
     problems: list[tuple[Path, str]] = []
@@ -235,6 +249,7 @@ def cross_references(policy: Policy) -> list[tuple[Path, str]]:
                 problems.append((("timetable", "schedules", name, b),
                                  f"overlaps {periods[a].name!r} (periods must not overlap)"))
     zone_words = set(policy.zones) | {k.value for k in ZoneKind}
+    time_words = time_tags(policy)
     seen_rules: set[str] = set()
     for i, rule in enumerate(policy.rules):
         if rule.name in seen_rules:
@@ -243,6 +258,9 @@ def cross_references(policy: Policy) -> list[tuple[Path, str]]:
         for j, zone in enumerate(rule.zones or []):
             if zone not in zone_words:
                 problems.append((("rules", i, "zones", j), f"no zone or zone kind named {zone!r}"))
+        for j, word in enumerate(rule.when or []):
+            if word not in time_words:
+                problems.append((("rules", i, "when", j), f"no time tag, period or special day named {word!r}"))
         for j, cat in enumerate(rule.categories or []):
             if cat not in policy.categories:
                 problems.append((("rules", i, "categories", j), f"unknown category {cat!r}"))

@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -92,7 +93,7 @@ def _grant(row: GrantRow) -> Grant:
 
 
 def _opening(row: OpeningRow) -> Opening:
-    mode = "allowlist" if row.mode == "allowlist" else "open"
+    mode: Literal["open", "allowlist"] = "allowlist" if row.mode == "allowlist" else "open"
     return Opening(id=row.id, zone=row.zone, mode=mode, sites=Sites.of(row.sites, row.categories),
                    until=row.until, source=row.source, start=row.start)
 
