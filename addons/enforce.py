@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import http, tls
+from OpenSSL import SSL
 
 from poortwachter import blockpage, metrics
 from poortwachter.decide import Verdict
@@ -44,6 +45,11 @@ def _fail_closed(hook: Callable[..., None]) -> Callable[..., None]:
             elif isinstance(arg, tls.ClientHelloData):
                 self._refuse.add(arg.context.client.id)
     return wrapper
+
+
+@functools.cache
+def _refusing_context() -> SSL.Context:
+    return SSL.Context(SSL.TLS_SERVER_METHOD)
 
 
 def _mode(conn: Any) -> str:
@@ -119,10 +125,13 @@ class Enforce:
             data.ignore_connection = True
 
     def tls_start_client(self, tls_start: tls.TlsData) -> None:
-        # Runs after mitmproxy's own tlsconfig; without an SSL object the handshake is closed.
+        # Script addons run BEFORE mitmproxy's tlsconfig, which fills in ssl_conn when it is None
+        # (so `ssl_conn = None` here would be overwritten and the connection intercepted). Give it
+        # an SSL object without a certificate instead: no handshake can complete on it, so the
+        # client gets a TLS alert and the connection is closed.
         if tls_start.context.client.id in self._refuse:
             self._refuse.discard(tls_start.context.client.id)
-            tls_start.ssl_conn = None
+            tls_start.ssl_conn = SSL.Connection(_refusing_context())
 
     def client_disconnected(self, client: Any) -> None:
         self._refuse.discard(client.id)

@@ -11,7 +11,6 @@ policy-schema  write the JSON Schema of the policy format (policy/schema.json)
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -56,15 +55,16 @@ def _engine(args: argparse.Namespace, at: str | None):  # type: ignore[no-untype
 
 def _load_state(engine, data_dir: Path, now) -> None:  # type: ignore[no-untyped-def]
     """Bans, grants, openings and exams from the store, when there is one (else an empty state)."""
+    if not (data_dir / "poortwachter.db").exists():
+        return  # checked first: importing SQLAlchemy costs a third of a second
+    from .store.db import default_url, open_store
+    from .store.snapshot import load_state
+
+    store = open_store(default_url(data_dir))
     try:
-        from .store.db import default_url, open_store
-        from .store.snapshot import load_state
-    except ImportError:
-        return
-    db = data_dir / "poortwachter.db"
-    if not db.exists():
-        return
-    engine.set_state(load_state(open_store(default_url(data_dir)), now))
+        engine.set_state(load_state(store, now))
+    finally:
+        store.close()
 
 
 def _url_request(engine, client: str, url: str):  # type: ignore[no-untyped-def]
@@ -172,12 +172,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_policy_error_lines(exc), file=sys.stderr)
         return EXIT_INVALID
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        from .store.db import default_url, open_store
+    from .store.db import default_url, open_store
 
-        open_store(default_url(args.data_dir))
-    except ImportError:
-        pass
+    open_store(default_url(args.data_dir)).close()  # create and migrate before the proxy starts
     argv = mitmdump_args(args)
     print(f"Poortwachter luistert op / listens on {args.listen} ({args.mode}); "
           f"metrics: {args.metrics or 'uit / off'}; data: {args.data_dir}", file=sys.stderr)
@@ -238,11 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_policy_schema)
 
-    try:  # TEMP until lists cli lands
-        from .lists.cli import register as register_lists
-        register_lists(sub)
-    except ModuleNotFoundError:
-        pass
+    from .lists.cli import register as register_lists
+
+    register_lists(sub)
     return parser
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from .policy.compiled import CompiledPolicy, ZoneView
 from .state import EMPTY, State
@@ -27,18 +27,18 @@ NO_CATEGORIES: frozenset[str] = frozenset()
 
 class Index(Protocol):
     def host_categories(self, host: str) -> frozenset[str]: ...
-    def url_categories(self, host: str, path: str) -> frozenset[str]: ...
+    def url_categories(self, host: str, path: str, only: frozenset[str] | None = None) -> frozenset[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+# NamedTuples rather than frozen dataclasses: just as immutable, and several times cheaper to
+# build, which matters at hundreds of thousands of decisions per second.
+class Request(NamedTuple):
     client: IPAddress
     host: str                 # normalised (poortwachter.hosts.normalize_host)
     path: str | None = None   # None when only the host is known: CONNECT, SNI, passthrough
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     action: str               # "allow" or "block"
     rule: str
     source: str
@@ -47,15 +47,15 @@ class Verdict:
     role: str
     period: str | None
     inspection: str = "passthrough"
-    categories: tuple[str, ...] = ()
+    categories: frozenset[str] = frozenset()
 
     @property
     def blocked(self) -> bool:
         return self.action == "block"
 
     def as_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out["categories"] = list(self.categories)
+        out = self._asdict()
+        out["categories"] = sorted(self.categories)
         return out
 
 
@@ -77,6 +77,7 @@ class Categorizer:
         self.policy = policy
         self.index = index
         self._hosts: dict[str, frozenset[str]] = {}
+        self._wanted = frozenset(policy.list_to_categories)   # lists the policy uses at all
 
     def host(self, host: str) -> frozenset[str]:
         hit = self._hosts.get(host)
@@ -93,7 +94,7 @@ class Categorizer:
         cats = self.host(host)
         extra = NO_CATEGORIES
         if path is not None:
-            extra = self.policy.categories_of_lists(self.index.url_categories(host, path))
+            extra = self.policy.categories_of_lists(self.index.url_categories(host, path, self._wanted))
         if self.policy.site_paths:
             extra = extra | self.policy.site_path_categories(host, path)
         return cats | extra if extra else cats
@@ -109,58 +110,56 @@ class Context:
 def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
     policy = ctx.policy
     zone = policy.zone_of(req.client)
-    moment = policy.clock.moment(now)
+    period = policy.clock.moment(now)
     if zone is None:
         if policy.refuse_unknown:
-            return Verdict("block", "onbekend-netwerk", "", None, policy.guest.name, policy.guest.role,
-                           moment.period)
+            guest = policy.guest
+            return Verdict("block", "onbekend-netwerk", "", None, guest.name, guest.role, period.period)
         zone = policy.guest
-    cats = ctx.categorizer.request(req.host, req.path)
-
-    def verdict(action: str, rule: str, source: str, category: str | None) -> Verdict:
-        if category is None and cats:
-            category = min(cats)
-        return Verdict(action, rule, source, category, zone.name, zone.role, moment.period,
-                       zone.inspection, tuple(sorted(cats)))
+    host, path = req.host, req.path
+    cats = ctx.categorizer.request(host, path)
+    # the verdict's fields that do not depend on which step decides
+    tail = (zone.name, zone.role, period.period, zone.inspection, cats)
+    first = min(cats) if cats else None
 
     state = ctx.state
-    if state:
+    if state.any:
         ban = state.ban_for(req.client, now)
         if ban is not None:
-            return verdict("block", "uitsluiting", ban.source, None)
-    locked = cats & policy.locked
-    if locked:
-        name = min(locked)
-        return verdict("block", "niet-te-openen", policy.locked_source.get(name, ""), name)
-    if state:
+            return Verdict("block", "uitsluiting", ban.source, first, *tail)
+    if cats:
+        locked = cats & policy.locked
+        if locked:
+            name = min(locked)
+            return Verdict("block", "niet-te-openen", policy.locked_source.get(name, ""), name, *tail)
+    if state.any:
         exam = state.exam_for(zone.name, now)
         if exam is not None:
-            if exam.allowlist.covers(req.host, req.path, cats):
-                return verdict("allow", "examen-toegestaan", exam.source, None)
-            return verdict("block", "examen", exam.source, None)
+            if exam.allowlist.covers(host, path, cats):
+                return Verdict("allow", "examen-toegestaan", exam.source, first, *tail)
+            return Verdict("block", "examen", exam.source, first, *tail)
         for opening in state.openings_for(zone.name, now):
-            inside = opening.sites.covers(req.host, req.path, cats)
+            inside = opening.sites.covers(host, path, cats)
             if opening.mode == "open" and inside:
-                return verdict("allow", "lokaal-open", opening.source, None)
+                return Verdict("allow", "lokaal-open", opening.source, first, *tail)
             if opening.mode == "allowlist":
-                return verdict("allow" if inside else "block", "lokaal-allowlist", opening.source, None)
-        grant = state.grant_for(zone.name, zone.kind, zone.role, req.host, req.path, cats, now)
+                return Verdict("allow" if inside else "block", "lokaal-allowlist", opening.source, first, *tail)
+        grant = state.grant_for(zone.name, zone.kind, zone.role, host, path, cats, now)
         if grant is not None:
-            return verdict("allow", "deblokkering", grant.source, None)
+            return Verdict("allow", "deblokkering", grant.source, first, *tail)
 
-    ip_literal = _is_ip(req.host)
-    for rule in policy.applicable(zone, moment.tags):
-        hit = rule.hit(req.host, req.path, cats, ip_literal)
+    ip_literal = _is_ip(host)
+    for rule in policy.applicable(zone, period.tags):
+        hit = rule.hit(host, path, cats, ip_literal)
         if hit is False:
             continue
-        category = hit if isinstance(hit, str) else None
-        if rule.action == "allowlist_only":
+        category = hit if isinstance(hit, str) else first
+        action = rule.action
+        if action == "allowlist_only":
             assert rule.allowlist is not None
-            if rule.allowlist.covers(req.host, req.path, cats):
-                return verdict("allow", rule.name, rule.source, category)
-            return verdict("block", rule.name, rule.source, category)
-        return verdict(rule.action, rule.name, rule.source, category)
-    return verdict(policy.default, "standaard", policy.default_source, None)
+            action = "allow" if rule.allowlist.covers(host, path, cats) else "block"
+        return Verdict(action, rule.name, rule.source, category, *tail)
+    return Verdict(policy.default, "standaard", policy.default_source, first, *tail)
 
 
 def stricter(a: Verdict, b: Verdict) -> Verdict:

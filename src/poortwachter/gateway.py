@@ -6,6 +6,7 @@ verdict. Knows nothing about mitmproxy; the addons feed it hosts and paths.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -40,6 +41,7 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+@functools.lru_cache(maxsize=65536)
 def client_address(text: str) -> IPAddress:
     """Peer address as the proxy sees it; an IPv4-mapped IPv6 address is the IPv4 client it is."""
     addr = ipaddress.ip_address(text.split("%", 1)[0])

@@ -124,12 +124,14 @@ class State:
     openings: tuple[Opening, ...] = ()
     exams: tuple[Exam, ...] = ()
     _ban_nets: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Ban], ...] = field(default=(), repr=False)
+    any: bool = field(default=False, init=False)   # a plain attribute: read on every decision
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_ban_nets", tuple((b.network(), b) for b in self.bans))
+        object.__setattr__(self, "any", bool(self.bans or self.grants or self.openings or self.exams))
 
     def __bool__(self) -> bool:
-        return bool(self.bans or self.grants or self.openings or self.exams)
+        return self.any
 
     def ban_for(self, client: ipaddress.IPv4Address | ipaddress.IPv6Address, now: dt.datetime) -> Ban | None:
         for net, ban in self._ban_nets:

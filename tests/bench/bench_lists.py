@@ -2,7 +2,7 @@
 
 Run as a script (not collected by pytest):  .venv/bin/python tests/bench/bench_lists.py
 
-Compiles all of /work/shared/ut1/blacklists, the Sinfonietta pornography hosts file and a
+Compiles all of ../shared/ut1/blacklists, the Sinfonietta pornography hosts file and a
 SYNTHETIC category of 5,000,000 generated domain names (deterministic, seed below) into a
 temporary data directory, then, in fresh subprocesses, measures the time from process start
 to a loaded index and its first answer, the memory (VmRSS/VmHWM) after loading and after 1M
@@ -23,10 +23,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-UT1 = Path("/work/shared/ut1/blacklists")
-PORN_HOSTS = Path("/work/shared/lists/sinfonietta/pornography-hosts")
+UT1 = REPO.parent / "shared" / "ut1" / "blacklists"
+PORN_HOSTS = REPO.parent / "shared" / "lists" / "sinfonietta" / "pornography-hosts"
 RESULTS = REPO / "tests" / "bench" / "results" / "lists.json"
 
 SYNTHETIC_COUNT = 5_000_000
@@ -79,7 +80,7 @@ def memory() -> dict[str, float]:
 
 def child(data_dir: Path, queries: Path, spawned_at: float) -> None:
     t_start = time.time()
-    from poortwachter.lists import CategoryIndex, lists_dir  # noqa: PLC0415  (timed on purpose)
+    from poortwachter.lists import CategoryIndex, lists_dir
 
     t_imported = time.time()
     index = CategoryIndex.load(lists_dir(data_dir))
@@ -156,14 +157,14 @@ def write_queries(path: Path, ut1_domains: list[str], porn: list[str], synthetic
             f.write(host + "\n")
 
 
-def run_child(data_dir: Path, queries: Path) -> dict[str, object]:
+def run_child(data_dir: Path, queries: Path) -> dict[str, Any]:
     spawned = time.time()
     proc = subprocess.run(
         [sys.executable, __file__, "--child", str(data_dir), str(queries), repr(spawned)],
         capture_output=True, text=True, check=True,
     )
     wall = time.time() - spawned
-    result: dict[str, object] = json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
     result["process_wall_s"] = round(wall, 3)
     return result
 
@@ -227,7 +228,7 @@ def run(work: Path) -> int:
         "print(json.dumps({'code': code, 'compile_s': time.perf_counter() - t, 'peak_mb': int(hwm) / 1024}))\n"
     )
     t0 = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: PLW1510  (return code checked below, with output)
         [sys.executable, "-c", compile_script, "--data-dir", str(data_dir), "lists", "update",
          "--from", str(UT1), "--hosts", f"sinfonietta-porn={PORN_HOSTS}",
          "--extra-domains", f"synthetic={synthetic_file}"],
@@ -238,12 +239,14 @@ def run(work: Path) -> int:
         return 1
     compile_wall = time.perf_counter() - t0
     compiled = json.loads(proc.stdout.strip().splitlines()[-1])
-    summary = [line for line in proc.stdout.splitlines() if line.startswith("Lijsten")][0]
+    summary = next(line for line in proc.stdout.splitlines() if line.startswith("Lijsten"))
     print(summary)
     build = (data_dir / "lists" / "current").resolve()
     files = {p.name: p.stat().st_size for p in sorted(build.iterdir())}
     manifest = json.loads((build / "manifest.json").read_text())
     keys = sum(c["domains"] for c in manifest["categories"].values())
+    distinct_synthetic = manifest["categories"]["synthetic"]["domains"]
+    print(f"synthetic category: {distinct_synthetic:,} distinct names of {SYNTHETIC_COUNT:,} generated")
     print(f"compile: {compiled['compile_s']:.1f} s (process {compile_wall:.1f} s), peak RSS of the "
           f"compiling process {compiled['peak_mb']:.0f} MiB, files {sum(files.values()) / 2**20:.0f} MiB "
           f"(domains.marisa {files['domains.marisa'] / 2**20:.0f} MiB, domains.cid "
@@ -251,8 +254,13 @@ def run(work: Path) -> int:
 
     ut1_domains: list[str] = []
     for path in sorted(UT1.glob("*/domains")):
-        ut1_domains.extend(line.strip() for line in open(path) if line.strip() and not line.startswith("#"))
-    porn = [line.split()[1] for line in open(PORN_HOSTS) if line.startswith("0.0.0.0 ") and len(line.split()) == 2]
+        lines = path.read_text().splitlines()
+        ut1_domains.extend(s for s in (line.strip() for line in lines) if s and not s.startswith("#"))
+    porn = [
+        line.split()[1]
+        for line in PORN_HOSTS.read_text().splitlines()
+        if line.startswith("0.0.0.0 ") and len(line.split()) == 2
+    ]
     queries = work / "queries"
     write_queries(queries, ut1_domains, porn, sample)
     del ut1_domains, porn, sample
@@ -263,7 +271,6 @@ def run(work: Path) -> int:
 
     for label, r in (("warm page cache", warm), ("cold page cache (files evicted first)", cold)):
         m1, m2 = r["memory_after_load_mb"], r["memory_after_lookups_mb"]
-        assert isinstance(m1, dict) and isinstance(m2, dict)
         print(f"\n[{label}]")
         print(f"  ready (spawn -> loaded + first answer): {r['ready_s']:.3f} s "
               f"(interpreter {r['interpreter_start_s']:.3f}, imports {r['import_s']:.3f}, "
@@ -275,18 +282,18 @@ def run(work: Path) -> int:
         print(f"  host_categories: {r['lookups_per_s']:,} lookups/s ({r['hits']:,} hits); "
               f"url_categories: {r['url_categories_per_s']:,}/s")
 
-    worst_ready = max(float(warm["ready_s"]), float(cold["ready_s"]))  # type: ignore[arg-type]
-    worst_mb = max(
-        float(r["memory_after_lookups_mb"]["VmHWM"])  # type: ignore[index]
-        for r in (warm, cold)
-    )
+    worst_ready = max(float(warm["ready_s"]), float(cold["ready_s"]))
+    worst_mb = max(float(r["memory_after_lookups_mb"]["VmHWM"]) for r in (warm, cold))
     ok = worst_ready <= TARGET_READY_S and worst_mb <= TARGET_MB
     print(f"\ntargets: ready <= {TARGET_READY_S} s: {worst_ready:.3f} s; memory <= {TARGET_MB:.0f} MB: "
           f"{worst_mb:.0f} MiB -> {'OK' if ok else 'MISSED'}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "synthetic": {"count": SYNTHETIC_COUNT, "seed": SYNTHETIC_SEED, "generated": True, "generate_s": round(gen_s, 1)},
+        "synthetic": {
+            "count": SYNTHETIC_COUNT, "distinct": distinct_synthetic, "seed": SYNTHETIC_SEED,
+            "generated": True, "generate_s": round(gen_s, 1),
+        },
         "domain_keys_total": keys,
         "categories": len(manifest["categories"]),
         "compile": {**compiled, "process_wall_s": round(compile_wall, 1), "files_bytes": files},

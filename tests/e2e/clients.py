@@ -9,7 +9,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ class CurlResult:
     headers: dict[str, str]           # of the final response, lower-case names
     body: str
     stderr: str
-    issuer: str = ""                  # filled by curl_cert
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -146,7 +145,6 @@ def read_response(sock: socket.socket | ssl.SSLSocket) -> tuple[int, dict[str, s
 class Tunnel:
     sock: socket.socket
     status: int                       # the gateway's answer to CONNECT
-    extra: bytes = field(default=b"")
 
 
 def connect_tunnel(gw: Gateway, source: str, target: str) -> Tunnel:

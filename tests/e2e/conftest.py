@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from .pki import TestCA
 from .proxy import LESSON, MITMDUMP, TEST_POLICY, Gateway
 from .upstream import Upstream
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +32,18 @@ def policy_text() -> str:
 
 
 @pytest.fixture(scope="module")
+def reload_interval() -> str:
+    """Seconds between the gateway's checks for a changed policy or lists (production: 1.0)."""
+    return "0.2"
+
+
+@pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, test_ca: TestCA,
-            policy_text: str) -> Iterator[Gateway]:
+            policy_text: str, reload_interval: str) -> Iterator[Gateway]:
     if not MITMDUMP.exists() or shutil.which("curl") is None:
         pytest.skip("needs .venv/bin/mitmdump (make venv) and curl")
-    gw = Gateway(tmp_path_factory.mktemp("gateway"), upstream, test_ca, policy_text, LESSON).start()
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), upstream, test_ca, policy_text, LESSON,
+                 reload_interval).start()
     yield gw
     crashed = not gw.alive()
     gw.stop()

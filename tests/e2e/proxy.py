@@ -70,7 +70,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
 
 class Gateway:
     def __init__(self, workdir: Path, upstream: Upstream, ca: TestCA, policy_text: str,
-                 clock: str = LESSON) -> None:
+                 clock: str = LESSON, reload_interval: str = "0.2") -> None:
         self.workdir = workdir
         self.upstream = upstream
         self.ca = ca
@@ -83,6 +83,7 @@ class Gateway:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         replace_file(self.policy, policy_text)
         replace_file(self.clock_file, clock)
+        self.reload_interval = reload_interval
         self.port = free_port()
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,7 +100,7 @@ class Gateway:
             "--set", f"poortwachter_data_dir={self.data_dir}",
             "--set", f"poortwachter_metrics=127.0.0.1:{self.metrics_port}",
             "--set", f"poortwachter_clock_file={self.clock_file}",
-            "--set", "poortwachter_reload_interval=0.2",
+            "--set", f"poortwachter_reload_interval={self.reload_interval}",
             "--set", "connection_strategy=lazy",
             "--set", "termlog_verbosity=error",
             "--set", "flow_detail=0",
@@ -161,6 +162,15 @@ class Gateway:
     def mitm_ca(self) -> Path:
         """mitmproxy's CA: what school-managed devices in intercept zones trust."""
         return self.confdir / "mitmproxy-ca-cert.pem"
+
+    @property
+    def both_cas(self) -> Path:
+        """Trusts mitmproxy's CA and the test CA: a client for which a refused handshake cannot be
+        mistaken for a certificate error."""
+        both = self.workdir / "both-cas.pem"
+        if not both.exists():
+            both.write_text(self.ca.pem.read_text() + self.mitm_ca.read_text())
+        return both
 
     def write_policy(self, text: str) -> None:
         replace_file(self.policy, text)

@@ -11,19 +11,16 @@ Never load this addon outside tests/e2e.
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 from mitmproxy import ctx
 from mitmproxy.proxy import server_hooks
 
-log = logging.getLogger("poortwachter.e2e")
 
-
-def _loopback(host: str) -> bool:
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
+        return None
 
 
 class RedirectUpstream:
@@ -36,13 +33,14 @@ class RedirectUpstream:
         if server.address is None:
             return
         host, port = server.address[0], int(server.address[1])
-        if _loopback(host):
+        ip = _ip(host)
+        if ip is not None and ip.is_loopback:
             return
         if port == 443:
             if not ctx.options.e2e_upstream_https:
                 server.error = "e2e: no upstream HTTPS port set"
                 return
-            if server.sni is None and not _is_ip(host):
+            if server.sni is None and ip is None:
                 server.sni = host  # keep the name for upstream verification after the address swap
             server.address = ("127.0.0.1", ctx.options.e2e_upstream_https)
         else:
@@ -50,14 +48,6 @@ class RedirectUpstream:
                 server.error = "e2e: no upstream HTTP port set"
                 return
             server.address = ("127.0.0.1", ctx.options.e2e_upstream_http)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 addons = [RedirectUpstream()]

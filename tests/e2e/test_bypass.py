@@ -8,6 +8,8 @@ import pytest
 from .clients import connect_tunnel, curl, get_over, raw_connect, read_response, tls_in_tunnel
 from .proxy import CLASSROOM, PUBLIC, STAFF, Gateway
 
+pytestmark = pytest.mark.e2e
+
 IP_RULE = "ip-adressen-leerlingen"
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .clients import curl, httpx_client
 from .proxy import BREAK, CLASSROOM, LESSON, Gateway, wait_until
+
+pytestmark = pytest.mark.e2e
 
 
 def _tiktok_status(gw: Gateway) -> int:

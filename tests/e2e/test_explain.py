@@ -12,6 +12,8 @@ import pytest
 from .clients import curl, raw_connect, read_response
 from .proxy import CLASSROOM, LESSON, POORTWACHTER, PUBLIC, STAFF, Gateway
 
+pytestmark = pytest.mark.e2e
+
 
 def _explain(gw: Gateway, client: str, url: str) -> dict[str, object]:
     proc = subprocess.run(

@@ -6,8 +6,12 @@ import re
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from .clients import curl, httpx_client
 from .proxy import CLASSROOM, GUEST, STAFF, Gateway
+
+pytestmark = pytest.mark.e2e
 
 
 def test_allowed_page_comes_from_upstream(gateway: Gateway) -> None:

@@ -11,6 +11,8 @@ import pytest
 from .clients import curl, raw_connect, read_head, status_of
 from .proxy import CLASSROOM, PUBLIC, Gateway
 
+pytestmark = pytest.mark.e2e
+
 GARBAGE: dict[str, bytes] = {
     "random-bytes": os.urandom(2048),
     "tls-hello-to-http-port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
@@ -63,11 +65,14 @@ def test_malformed_input_is_refused_and_gateway_survives(gateway: Gateway, name:
     assert r.status == 200 and "path=/na-rommel" in r.body
 
 
-def test_no_addon_errors_logged(gateway: Gateway) -> None:
-    """All the garbage at once (and the tests above, same gateway): no hook raised on any of it."""
+def test_no_addon_errors_and_no_personal_data_logged(gateway: Gateway) -> None:
+    """All the garbage at once (and the tests above, same gateway): no hook raised on any of it,
+    and nothing in the gateway's output names a client or a host it was asked for."""
     with ThreadPoolExecutor(max_workers=len(GARBAGE)) as pool:
         list(pool.map(lambda payload: _send(gateway, CLASSROOM, payload), GARBAGE.values()))
     assert curl(gateway, "http://www.example.com/", CLASSROOM).status == 200
     out = gateway.output()
     assert "Traceback" not in out and "Addon error" not in out, out
     assert "request refused" not in out, out   # enforce.py's fail-closed path means a hook blew up
+    for needle in (CLASSROOM, PUBLIC, "pornhub", "example.com", "na-rommel"):
+        assert needle not in out, f"{needle!r} in the gateway's log"

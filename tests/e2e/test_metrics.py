@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .clients import curl
 from .proxy import CLASSROOM, GUEST, PUBLIC, STAFF, Gateway
+
+pytestmark = pytest.mark.e2e
 
 REQUESTS = "poortwachter_requests_total"
 

@@ -10,6 +10,8 @@ import pytest
 from .clients import httpx_client
 from .proxy import CLASSROOM, STAFF, Gateway
 
+pytestmark = pytest.mark.e2e
+
 
 def _query_seen(body: str) -> dict[str, list[str]]:
     echoed = body.strip()

@@ -18,6 +18,6 @@ class DictIndex:
                 return frozenset(found)
             h = h.split(".", 1)[1]
 
-    def url_categories(self, host: str, path: str) -> frozenset[str]:
+    def url_categories(self, host: str, path: str, only: frozenset[str] | None = None) -> frozenset[str]:
         url = host + path
         return frozenset(n for n, prefixes in self.urls.items() if any(url.startswith(p) for p in prefixes))

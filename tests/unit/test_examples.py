@@ -82,7 +82,7 @@ class FakeIndex:
                 return frozenset(out)
             h = h[dot + 1:]
 
-    def url_categories(self, host: str, path: str) -> frozenset[str]:
+    def url_categories(self, host: str, path: str, only: frozenset[str] | None = None) -> frozenset[str]:
         bare = host[4:] if host.startswith("www.") else host   # squidGuard strips www.
         url = bare + path
         return frozenset(name for name, urls in URLS.items() if any(url.startswith(u) for u in urls))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ UT1 = DATA / "ut1" / "blacklists"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[CategoryIndex, dict]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[CategoryIndex, dict[str, Any]]:
     data_dir = tmp_path_factory.mktemp("data")
     manifest = run_update(
         UpdateRequest(
@@ -28,7 +29,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[CategoryIndex, dict
 
 
 @pytest.fixture(scope="module")
-def index(built: tuple[CategoryIndex, dict]) -> CategoryIndex:
+def index(built: tuple[CategoryIndex, dict[str, Any]]) -> CategoryIndex:
     return built[0]
 
 
@@ -171,6 +172,17 @@ def test_expressions(index: CategoryIndex, host: str, path: str, expected: set[s
     assert index.url_categories(host, path) == expected
 
 
+def test_expression_with_backreference_keeps_its_meaning(tmp_path: Path) -> None:
+    cat = tmp_path / "blacklists" / "x"
+    cat.mkdir(parents=True)
+    (cat / "expressions").write_text("/(ab)c/\n/([a-z])\\1\\1/\n")  # second: a letter three times
+    run_update(UpdateRequest(source=str(tmp_path)), tmp_path / "data")
+    index = CategoryIndex.load(lists_dir(tmp_path / "data"))
+    assert index.url_categories("example.com", "/zzz/") == {"x"}
+    assert index.url_categories("example.com", "/abc/") == {"x"}
+    assert index.url_categories("example.com", "/aba/") == frozenset()
+
+
 def test_urls_and_expressions_combine(index: CategoryIndex) -> None:
     assert index.url_categories("178.128.25.172", "/watch/porn") == {"adult"}
     assert index.url_categories("example.org", "/games/porn") == {"games", "adult"}
@@ -179,7 +191,7 @@ def test_urls_and_expressions_combine(index: CategoryIndex) -> None:
 # --- metadata ------------------------------------------------------------------------------
 
 
-def test_categories_sizes_generation(built: tuple[CategoryIndex, dict]) -> None:
+def test_categories_sizes_generation(built: tuple[CategoryIndex, dict[str, Any]]) -> None:
     index, manifest = built
     assert index.categories == {
         "adult", "bank", "games", "malware", "redirector", "social_networks", "porn-hosts", "synthetic",
@@ -192,7 +204,7 @@ def test_categories_sizes_generation(built: tuple[CategoryIndex, dict]) -> None:
     assert index.generation == manifest["generation"] != "empty"
 
 
-def test_manifest_counts_malformed_lines_per_category(built: tuple[CategoryIndex, dict]) -> None:
+def test_manifest_counts_malformed_lines_per_category(built: tuple[CategoryIndex, dict[str, Any]]) -> None:
     cats = built[1]["categories"]
     assert cats["bank"]["malformed"] == {"domains": 3}
     assert cats["games"]["malformed"] == {"urls": 2, "expressions": 2}
@@ -204,7 +216,7 @@ def test_manifest_counts_malformed_lines_per_category(built: tuple[CategoryIndex
     assert {"text": "0.0.0.0 short.t", "reason": "not a host name: short.t", "line": 18} in examples
 
 
-def test_manifest_metadata(built: tuple[CategoryIndex, dict]) -> None:
+def test_manifest_metadata(built: tuple[CategoryIndex, dict[str, Any]]) -> None:
     manifest = built[1]
     assert manifest["attribution"][0]["license"] == "CC BY-SA 4.0"
     assert "Université Toulouse Capitole" in manifest["attribution"][0]["author"]

@@ -147,6 +147,12 @@ def test_iter_expressions_skips_broken_and_match_everything_patterns() -> None:
     assert reasons[1:] == ["matches every URL", "matches every URL"]
 
 
+def test_iter_expressions_rejects_patterns_that_cannot_be_joined() -> None:
+    tally = Tally()
+    assert list(iter_expressions(["(?i)casino\n", "poker\n"], tally)) == ["poker"]
+    assert tally.count == 1
+
+
 def test_parse_usage_keeps_list_types_only() -> None:
     assert parse_usage(["black\n", "adult\n", "porn\n"]) == ["black"]
     assert parse_usage(["white\n", "black\n", "white\n"]) == ["white", "black"]

@@ -20,7 +20,7 @@ from poortwachter.lists.update import NamedFile, UpdateRequest, null_bar, run_up
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lists"
 UT1 = DATA / "ut1" / "blacklists"
-REAL_UT1 = Path("/work/shared/ut1/blacklists")
+REAL_UT1 = Path(__file__).resolve().parents[3] / "shared" / "ut1" / "blacklists"
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
@@ -105,6 +105,14 @@ def test_tarball_without_lists_is_an_error(tmp_path: Path) -> None:
         tar.add(DATA / "plain-domains.txt", arcname="x/readme")
     with pytest.raises(SourceError, match="no UT1 category lists"):
         run_update(UpdateRequest(source=str(tarball)), tmp_path / "data")
+
+
+def test_truncated_tarball_is_an_error(tmp_path: Path) -> None:
+    tarball = make_tarball(tmp_path / "blacklists.tar.gz")
+    tarball.write_bytes(tarball.read_bytes()[:-200])
+    with pytest.raises(SourceError, match="cannot read"):
+        run_update(UpdateRequest(source=str(tarball)), tmp_path / "data")
+    assert not lists_dir(tmp_path / "data").exists()
 
 
 @pytest.fixture

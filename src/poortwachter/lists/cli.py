@@ -16,7 +16,7 @@ from poortwachter.lists.sources import UT1_URL, Bar, SourceError
 from poortwachter.lists.update import NamedFile, UpdateRequest, run_update
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `lists update` and `lists show`; each sets `func(args) -> exit status`."""
     lists = subparsers.add_parser(
         "lists",
@@ -152,13 +152,13 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _print_table(manifest: dict[str, Any], out: TextIO) -> None:
     cats: dict[str, dict[str, Any]] = manifest["categories"]
     width = max([len("category")] + [len(n) for n in cats])
-    print(f"{'category':<{width}}  {'usage':<5}  {'domains':>9}  {'urls':>7}  {'expr':>4}  {'malformed':>9}", file=out)
+    print(f"{'category':<{width}}  {'usage':<11}  {'domains':>9}  {'urls':>7}  {'expr':>4}  {'malformed':>9}", file=out)
     for name, c in cats.items():
         malformed = c["malformed"]
         detail = ", ".join(f"{kind} {n}" for kind, n in malformed.items())
         usage = ",".join(c.get("usage", [])) or "-"
         line = (
-            f"{name:<{width}}  {usage:<5}  {c['domains']:>9}  {c['urls']:>7}  "
+            f"{name:<{width}}  {usage:<11}  {c['domains']:>9}  {c['urls']:>7}  "
             f"{c['expressions']:>4}  {sum(malformed.values()):>9}"
         )
         print(line + (f"  ({detail})" if detail else ""), file=out)

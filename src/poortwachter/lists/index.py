@@ -40,6 +40,25 @@ class IndexLoadError(Exception):
     """The installed lists cannot be loaded (missing, wrong format, or inconsistent)."""
 
 
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def _compile_expressions(raw: dict[str, list[str]]) -> list[tuple[str, re.Pattern[str]]]:
+    """One alternation per category, so a URL costs one regex search per category.
+
+    A pattern with a backreference is compiled on its own: inside an alternation its group
+    numbers would point at another pattern's groups.
+    """
+    compiled: list[tuple[str, re.Pattern[str]]] = []
+    for name, patterns in sorted(raw.items()):
+        name = sys.intern(name)
+        plain = [p for p in patterns if not _BACKREFERENCE.search(p)]
+        if plain:
+            compiled.append((name, re.compile("|".join(f"(?:{p})" for p in plain))))
+        compiled.extend((name, re.compile(p)) for p in patterns if _BACKREFERENCE.search(p))
+    return compiled
+
+
 def _no_prefixes(key: str) -> Iterator[tuple[str, int]]:
     return iter(())
 
@@ -51,7 +70,7 @@ class _Table:
         self.lookup: _PrefixLookup = _no_prefixes
         self.size = 0
         self._mm: mmap.mmap | None = None
-        self.cids: memoryview = memoryview(b"").cast(CID_TYPECODE)
+        self.cids: memoryview[int] = memoryview(b"").cast(CID_TYPECODE)
         if cid_path.stat().st_size == 0:
             return  # marisa cannot mmap a trie without keys; nothing to look up
         trie = marisa_trie.Trie()
@@ -81,11 +100,12 @@ class CategoryIndex:
         self._urls = urls
         self._combos = combos
         self._expressions = expressions
+        self._expr_cache: dict[frozenset[str], list[tuple[str, re.Pattern[str]]]] = {}
         self._manifest = manifest
         self._domain_lookup: _PrefixLookup = domains.lookup if domains else _no_prefixes
-        self._domain_cids: memoryview = domains.cids if domains else memoryview(b"").cast(CID_TYPECODE)
+        self._domain_cids: memoryview[int] = domains.cids if domains else memoryview(b"").cast(CID_TYPECODE)
         self._url_lookup: _PrefixLookup = urls.lookup if urls else _no_prefixes
-        self._url_cids: memoryview = urls.cids if urls else memoryview(b"").cast(CID_TYPECODE)
+        self._url_cids: memoryview[int] = urls.cids if urls else memoryview(b"").cast(CID_TYPECODE)
         cats: dict[str, Any] = manifest.get("categories", {})
         self._categories = frozenset(cats)
         self._sizes = {
@@ -95,7 +115,7 @@ class CategoryIndex:
         self._generation = str(manifest.get("generation", "empty"))
 
     @classmethod
-    def load(cls, lists_dir: Path) -> "CategoryIndex":
+    def load(cls, lists_dir: Path) -> CategoryIndex:
         """Map the build `lists_dir` points to (usually data_dir/lists/current)."""
         try:
             # Resolve the `current` symlink once, so every file comes from the same build even
@@ -114,15 +134,14 @@ class CategoryIndex:
             raise IndexLoadError(f"cannot load lists from {lists_dir}: {exc}") from exc
         # Interned names: every combo set refers to the same few string objects.
         combos = [frozenset(sys.intern(name) for name in names) for names in raw_combos]
-        expressions = [
-            (sys.intern(name), re.compile("|".join(f"(?:{p})" for p in patterns)))
-            for name, patterns in sorted(raw_expressions.items())
-            if patterns
-        ]
+        try:
+            expressions = _compile_expressions(raw_expressions)
+        except re.error as exc:
+            raise IndexLoadError(f"cannot load lists from {lists_dir}: expressions: {exc}") from exc
         return cls(domains, urls, combos, expressions, manifest)
 
     @classmethod
-    def empty(cls) -> "CategoryIndex":
+    def empty(cls) -> CategoryIndex:
         return cls(None, None, [], [], {"generation": "empty", "categories": {}})
 
     def host_categories(self, host: str) -> frozenset[str]:
@@ -143,10 +162,12 @@ class CategoryIndex:
                 found = found | self._combos[combo]
         return found
 
-    def url_categories(self, host: str, path: str) -> frozenset[str]:
+    def url_categories(self, host: str, path: str, only: frozenset[str] | None = None) -> frozenset[str]:
         """Categories whose urls or expressions lists match host + path (path starts with "/").
 
         Domain lists are not consulted: combine with host_categories() for the full answer.
+        `only`: the lists the caller cares about; expressions of other lists are not searched
+        (a regular expression over every URL is the costly part of a lookup).
         """
         url = host.lower() + path.lower()
         found = _EMPTY
@@ -165,10 +186,16 @@ class CategoryIndex:
                     found = self._combos[combo]
                 elif combo != first:
                     found = found | self._combos[combo]
-        for name, pattern in self._expressions:
+        for name, pattern in self._expressions if only is None else self._expressions_for(only):
             if name not in found and pattern.search(url) is not None:
                 found = found | {name}
         return found
+
+    def _expressions_for(self, only: frozenset[str]) -> list[tuple[str, re.Pattern[str]]]:
+        hit = self._expr_cache.get(only)
+        if hit is None:
+            hit = self._expr_cache[only] = [(n, p) for n, p in self._expressions if n in only]
+        return hit
 
     @property
     def categories(self) -> frozenset[str]:

@@ -34,8 +34,7 @@ _GLUED_RE = re.compile(r"\.(?:com|net|org)[a-z0-9_-]+\.")
 def normalise_name(text: str) -> str | None:
     """Lower-case host name or IPv4 literal, or None when `text` is not a usable name."""
     name = text.lower()
-    if name.endswith("."):
-        name = name[:-1]
+    name = name.removesuffix(".")
     if not name.isascii():
         try:
             name = name.encode("idna").decode("ascii")

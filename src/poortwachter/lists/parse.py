@@ -131,6 +131,9 @@ def iter_expressions(lines: Iterable[str], tally: Tally) -> Iterator[str]:
             continue
         try:
             compiled = re.compile(pattern)
+            # The index joins a category's patterns as "(?:p1)|(?:p2)": a pattern must also be
+            # valid there, which rules out global flags such as "(?i)" (only legal at the start).
+            re.compile(f"(?:{pattern})")
         except re.error as exc:
             tally.add(line_no, pattern, f"does not compile: {exc}")
             continue

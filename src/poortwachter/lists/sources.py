@@ -13,7 +13,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO, Protocol, Self
 
 import httpx
 
@@ -65,7 +65,7 @@ class SourceEntry:
 class Ut1Source(Protocol):
     location: str
 
-    def __enter__(self) -> "Ut1Source": ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -98,7 +98,7 @@ class DirectorySource:
         self.root = root
         self.location = str(root)
 
-    def __enter__(self) -> "DirectorySource":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -136,7 +136,7 @@ class TarballSource:
         self.location = str(path)
         self._tar: tarfile.TarFile | None = None
 
-    def __enter__(self) -> "TarballSource":
+    def __enter__(self) -> Self:
         try:
             # Random access ("r:*", not the "r|*" stream mode) so that file members stored as
             # links to another member can be read through extractfile().

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import secrets
 import shutil
+import tarfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -104,10 +106,8 @@ def run_update(
                 "sources": sources,
                 "attribution": [UT1_ATTRIBUTION] if request.source is not None else [],
             }
-            bar = make_bar("compile", None, "step")
-            with closing(bar):
-                manifest = builder.write(build_dir, header)
-                bar.update(1)
+            with closing(make_bar("compile", Builder.WRITE_STEPS, "step")) as bar:
+                manifest = builder.write(build_dir, header, on_step=lambda: bar.update(1))
             install(root, build_dir, generation)
             return manifest
         except BaseException:
@@ -132,6 +132,14 @@ def _ingest_ut1_source(
 
 
 def _ingest_ut1(ut1: Ut1Source, only: frozenset[str] | None, builder: Builder, make_bar: BarFactory) -> None:
+    try:
+        _read_ut1(ut1, only, builder, make_bar)
+    except (EOFError, tarfile.TarError, zlib.error) as exc:
+        # A damaged archive can also surface while reading a member, after the index was read.
+        raise SourceError(f"cannot read {ut1.location}: {exc}") from exc
+
+
+def _read_ut1(ut1: Ut1Source, only: frozenset[str] | None, builder: Builder, make_bar: BarFactory) -> None:
     entries = ut1.entries()
     if only is not None:
         missing = only - {e.category for e in entries}
@@ -168,7 +176,7 @@ def _ingest_file(
     make_bar: BarFactory,
 ) -> None:
     try:
-        raw = open(named.path, "rb")
+        raw = open(named.path, "rb")  # noqa: SIM115  (closed by the with-block below)
         size = named.path.stat().st_size
     except OSError as exc:
         raise SourceError(f"cannot read {named.path}: {exc.strerror}") from exc

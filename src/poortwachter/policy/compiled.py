@@ -100,6 +100,7 @@ class CompiledPolicy:
         # longest prefix first, so a /28 exam room inside a /16 school network wins
         nets.sort(key=lambda item: item[0].prefixlen, reverse=True)
         self._nets = tuple(nets)
+        self._zone_cache: dict[IPAddress, ZoneView | None] = {}
         self.guest = ZoneView(policy.settings.guest_zone, ZoneKind.guest.value, Role.guest.value,
                               Inspection.passthrough.value, False)
         self.refuse_unknown = policy.settings.unknown_clients == "refuse"
@@ -127,10 +128,19 @@ class CompiledPolicy:
 
     # --- who and where -------------------------------------------------------------------
     def zone_of(self, client: IPAddress) -> ZoneView | None:
+        try:
+            return self._zone_cache[client]
+        except KeyError:
+            pass
+        found = None
         for net, zone in self._nets:
             if client.version == net.version and client in net:
-                return zone
-        return None
+                found = zone
+                break
+        if len(self._zone_cache) >= 65536:
+            self._zone_cache.clear()
+        self._zone_cache[client] = found
+        return found
 
     # --- what ----------------------------------------------------------------------------
     def categories_of_lists(self, lists: frozenset[str]) -> frozenset[str]:
