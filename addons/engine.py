@@ -19,6 +19,8 @@ from poortwachter.gateway import Engine
 from poortwachter.paths import resolve_data_dir
 from poortwachter.policy.load import PolicyError
 
+from .options import seconds
+
 log = logging.getLogger("poortwachter")
 
 
@@ -39,13 +41,7 @@ class EngineAddon:
 
     def configure(self, updated: set[str]) -> None:
         if "poortwachter_reload_interval" in updated:
-            value = ctx.options.poortwachter_reload_interval
-            try:
-                self._interval = float(value)
-            except ValueError:
-                self._interval = 0.0
-            if not 0.05 <= self._interval <= 3600:
-                raise exceptions.OptionsError(f"poortwachter_reload_interval: not seconds in 0.05..3600: {value!r}")
+            self._interval = seconds("poortwachter_reload_interval", ctx.options.poortwachter_reload_interval)
         if not updated & {"poortwachter_policy", "poortwachter_data_dir", "poortwachter_clock_file"}:
             return
         data_dir = resolve_data_dir(ctx.options.poortwachter_data_dir or None)

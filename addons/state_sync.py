@@ -18,6 +18,7 @@ from poortwachter.store import Store, default_url, open_store
 from poortwachter.store.snapshot import Snapshot, load_snapshot, state_revision
 
 from .engine import EngineAddon
+from .options import seconds
 
 log = logging.getLogger("poortwachter")
 
@@ -29,11 +30,16 @@ class StateSync:
         self.revision: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._healthy = True
+        self._interval = 2.0
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option("poortwachter_db", str, "",
                           "Store URL (SQLAlchemy); empty: SQLite poortwachter.db in the data directory.")
-        loader.add_option("poortwachter_state_interval", float, 2.0, "Seconds between checks of the store.")
+        loader.add_option("poortwachter_state_interval", str, "2.0", "Seconds between checks of the store.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "poortwachter_state_interval" in updated:
+            self._interval = seconds("poortwachter_state_interval", ctx.options.poortwachter_state_interval)
 
     def running(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -76,4 +82,4 @@ class StateSync:
                     self._healthy = False
             except Exception:
                 log.exception("state refresh failed")
-            await asyncio.sleep(ctx.options.poortwachter_state_interval)
+            await asyncio.sleep(self._interval)
