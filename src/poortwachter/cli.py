@@ -107,7 +107,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    """Reads `URL CLIENT_IP/FQDN IDENT METHOD` lines; writes `allow|block RULE CATEGORY` per line."""
+    """Reads `URL CLIENT_IP/FQDN IDENT METHOD` lines; writes `allow|block RULE CATEGORY` per line.
+
+    The same URL from the same client in the same minute has the same verdict (policy, lists and
+    state are fixed for the life of the process), so answers are memoised per minute: squid sends
+    the same popular URLs over and over.
+    """
+    import time
+
     from .hosts import BadHost
     from .policy.load import PolicyError
 
@@ -118,19 +125,31 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     out = sys.stdout
     write = out.write
+    fixed_time = args.at is not None
+    minute = int(time.time()) // 60
+    memo: dict[tuple[str, str], str] = {}
     for line in sys.stdin:
         fields = line.split()
         if len(fields) < 2:
             write("ERR malformed\n")
             continue
-        try:
-            client = fields[1].split("/", 1)[0]
-            addr, parsed, path = _url_request(engine, client, fields[0])
-            verdict = engine.decide(addr, parsed.host, path)
-        except (BadHost, ValueError):
-            write("ERR malformed\n")
-            continue
-        write(f"{verdict.action} {verdict.rule} {verdict.category or '-'}\n")
+        if not fixed_time and int(time.time()) // 60 != minute:
+            minute = int(time.time()) // 60
+            memo.clear()
+        key = (fields[0], fields[1])
+        answer = memo.get(key)
+        if answer is None:
+            try:
+                client = fields[1].split("/", 1)[0]
+                addr, parsed, path = _url_request(engine, client, fields[0])
+                verdict = engine.decide(addr, parsed.host, path)
+                answer = f"{verdict.action} {verdict.rule} {verdict.category or '-'}\n"
+            except (BadHost, ValueError):
+                answer = "ERR malformed\n"
+            if len(memo) >= 200_000:
+                memo.clear()
+            memo[key] = answer
+        write(answer)
         if args.flush:
             out.flush()
     out.flush()

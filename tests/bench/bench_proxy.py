@@ -1,0 +1,285 @@
+"""Benchmark of the gateway as a proxy: mitmdump with every Poortwachter addon against bare mitmdump.
+
+Run as a script (not collected by pytest):  .venv/bin/python tests/bench/bench_proxy.py
+
+Same machine, same run, same load: a local keep-alive upstream (HTTP and HTTPS, cert from a
+throw-away test CA) on 127.0.0.1, two mitmdump processes started with the options of
+`poortwachter run` (the gateway adds `-s addons/gateway.py` and its poortwachter_* options, with
+all UT1 and Sinfonietta lists installed), and curl as the load generator: a fixed number of GETs
+over a fixed number of keep-alive HTTP/1.1 connections, from 127.0.0.2, a pupil's laptop in a
+classroom zone with `inspection: intercept`, so HTTPS is decrypted and every request is decided on
+its URL. Scenarios:
+- http / https: every request allowed (to the school environment), so both proxies forward all;
+- http-mix / https-mix (unless --blocked-share 0): one request in ten to a forbidden page, which
+  the gateway answers itself with its block page (403) and bare mitmdump forwards.
+On two or more cores, the proxies are pinned to one core and curl and the upstream to another,
+so the proxy under test has a core to itself and the runs are repeatable (--no-pin: no pinning).
+Every proxy gets a warm-up, then the rounds run bare and gateway interleaved (the order flips
+each round, so drift hits both alike); reported are the medians over the rounds of requests/s,
+p50 and p99 latency (curl's time_total per transfer, so the first request of each connection
+includes its CONNECT and TLS handshakes) and the proxy's CPU time per request.
+Goal: gateway >= 90% of bare mitmdump's throughput. Results: tests/bench/results/proxy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.bench.proxy.load import Run, run_curl, write_urls  # noqa: E402
+from tests.bench.proxy.mitm import MITMDUMP, Mitmdump, clean_env, free_port, pinned, port_open  # noqa: E402
+from tests.bench.proxy.world import (  # noqa: E402
+    BLOCKED_PREFIX, CLIENT, UPSTREAM_HOST, bench_policy, create_store, explain, install_lists,
+)
+from tests.e2e.pki import TestCA  # noqa: E402
+
+RESULTS = REPO / "tests" / "bench" / "results" / "proxy.json"
+UPSTREAM_SCRIPT = REPO / "tests" / "bench" / "proxy" / "upstream.py"
+GOAL = 0.90
+
+
+def urls(scheme: str, port: int, n: int, blocked_share: float) -> list[str]:
+    """n URLs on the upstream; with blocked_share, evenly spread requests to the forbidden page."""
+    every = round(1 / blocked_share) if blocked_share > 0 else 0
+    out = []
+    for i in range(n):
+        if every and i % every == every - 1:
+            out.append(f"{scheme}://{UPSTREAM_HOST}:{port}{BLOCKED_PREFIX}/{i}")
+        else:
+            out.append(f"{scheme}://{UPSTREAM_HOST}:{port}/les/{i}?pagina={i % 50}")
+    return out
+
+
+def start_upstream(cert: Path, key: Path, cpus: set[int] | None) -> tuple[subprocess.Popen[str], int, int]:
+    proc = subprocess.Popen([sys.executable, str(UPSTREAM_SCRIPT), str(cert), str(key)], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True, preexec_fn=pinned(cpus))
+    assert proc.stdout is not None
+    http_port, https_port = (int(p) for p in proc.stdout.readline().split())
+    return proc, http_port, https_port
+
+
+def gateway_counts(metrics_port: int) -> dict[str, float]:
+    """Decisions the gateway recorded for the benchmark zone, by action; and intercepted TLS connections."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'poortwachter_requests_total\{(.*)\} (\S+)', line)
+        if m and 'zone="klaslokalen"' in m.group(1):
+            action = re.search(r'action="([^"]+)"', m.group(1))
+            key = action.group(1) if action else "?"
+            counts[key] = counts.get(key, 0.0) + float(m.group(2))
+        m = re.match(r'poortwachter_tls_connections_total\{(.*)\} (\S+)', line)
+        if m and 'handling="intercept"' in m.group(1):
+            counts["tls_intercepted"] = counts.get("tls_intercepted", 0.0) + float(m.group(2))
+    return counts
+
+
+def summary(runs: list[Run]) -> dict[str, float]:
+    return {
+        "rps": statistics.median(r.rps for r in runs),
+        "p50_ms": statistics.median(r.pct(0.50) for r in runs),
+        "p99_ms": statistics.median(r.pct(0.99) for r in runs),
+        "cpu_us_per_request": statistics.median(r.cpu_us_per_request for r in runs),
+    }
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    return {"requests": run.requests, "seconds": round(run.seconds, 4), "rps": round(run.rps, 1),
+            "p50_ms": round(run.pct(0.5), 3), "p99_ms": round(run.pct(0.99), 3),
+            "cpu_us_per_request": round(run.cpu_us_per_request, 1), "connects": run.connects,
+            "statuses": {str(k): v for k, v in sorted(run.statuses.items())}}
+
+
+def check_statuses(name: str, proxy: str, run: Run, expect_blocked: int) -> list[str]:
+    """Every request must have been forwarded (200), except the blocked ones the gateway answers (403)."""
+    want = {200: run.requests - expect_blocked}
+    if expect_blocked:
+        want[403] = expect_blocked
+    got = dict(run.statuses)
+    return [] if got == want else [f"{name}/{proxy}: statuses {got}, expected {want}"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=6000, help="requests per measured run")
+    parser.add_argument("--warmup", type=int, default=800, help="requests per warm-up run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
+    parser.add_argument("--blocked-share", type=float, default=0.1,
+                        help="share of blocked requests in the mix scenarios; 0: no mix")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin proxies and client to cores")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+
+    if shutil.which("curl") is None or not MITMDUMP.exists():
+        print("SKIP: needs curl and .venv/bin/mitmdump (make venv)")
+        return 0
+    cores = sorted(os.sched_getaffinity(0))
+    pin = not args.no_pin and len(cores) >= 2
+    proxy_cpus = {cores[-1]} if pin else None
+    client_cpus = set(cores[:-1]) if pin else None
+
+    work = Path(tempfile.mkdtemp(prefix="pw-bench-proxy-"))
+    procs: list[Mitmdump] = []
+    upstream: subprocess.Popen[str] | None = None
+    started_all = time.perf_counter()
+    try:
+        # --- the world: CA, upstream, lists, policy, store ------------------------------------
+        ca = TestCA(work / "test-ca")
+        cert, key = ca.leaf(UPSTREAM_HOST)
+        data_dir = work / "data"
+        data_dir.mkdir()
+        lists_note = install_lists(data_dir)
+        policy = bench_policy(work)
+        create_store(data_dir)
+        allowed = explain(policy, data_dir, f"https://{UPSTREAM_HOST}/les/1?pagina=1")
+        blocked = explain(policy, data_dir, f"https://{UPSTREAM_HOST}{BLOCKED_PREFIX}/1")
+        assert allowed["action"] == "allow" and allowed["inspection"] == "intercept", allowed
+        assert blocked["action"] == "block", blocked
+        upstream, http_port, https_port = start_upstream(cert, key, client_cpus)
+
+        # --- the proxies (one mitmproxy CA for both: the client trusts one file) ---------------
+        confdir = work / "mitmproxy-ca"
+        metrics_port = free_port()
+        bare = Mitmdump("bare", work, confdir, ca.pem, None, proxy_cpus).start()
+        procs.append(bare)
+        gateway = Mitmdump("gateway", work, confdir, ca.pem, {
+            "poortwachter_policy": str(policy),
+            "poortwachter_data_dir": str(data_dir),
+            "poortwachter_metrics": f"127.0.0.1:{metrics_port}",
+        }, proxy_cpus)
+        gateway.start(extra_ports=(metrics_port,))
+        procs.append(gateway)
+        proxies = {"bare": bare, "gateway": gateway}
+        cacert = work / "cas.pem"  # mitmproxy's CA (through a proxy) and the test CA (direct)
+        cacert.write_text((confdir / "mitmproxy-ca-cert.pem").read_text() + ca.pem.read_text())
+
+        scenarios: dict[str, tuple[str, int, float]] = {"http": ("http", http_port, 0.0),
+                                                         "https": ("https", https_port, 0.0)}
+        if args.blocked_share > 0:
+            scenarios["http-mix"] = ("http", http_port, args.blocked_share)
+            scenarios["https-mix"] = ("https", https_port, args.blocked_share)
+        files = {name: write_urls(work / f"{name}.curl", urls(scheme, port, args.requests, share))
+                 for name, (scheme, port, share) in scenarios.items()}
+        n_blocked = {name: sum(BLOCKED_PREFIX in u for u in urls(s, p, args.requests, share))
+                     for name, (s, p, share) in scenarios.items()}
+        warm = {scheme: write_urls(work / f"warm-{scheme}.curl", urls(scheme, port, args.warmup, 0.0))
+                for scheme, port in (("http", http_port), ("https", https_port))}
+
+        def load(url_file: Path, proxy: Mitmdump | None) -> Run:
+            return run_curl(url_file, proxy, args.concurrency, CLIENT, cacert, client_cpus)
+
+        # --- headroom: curl straight to the upstream, no proxy ---------------------------------
+        direct = {scheme: load(files[scheme], None) for scheme in ("http", "https")}
+        problems = [p for s, r in direct.items() for p in check_statuses(s, "direct", r, 0)]
+
+        # --- warm-up, then the interleaved rounds ----------------------------------------------
+        for proxy in proxies.values():
+            for file in warm.values():
+                load(file, proxy)
+        runs: dict[str, dict[str, list[Run]]] = {s: {"bare": [], "gateway": []} for s in scenarios}
+        for round_no in range(args.rounds):
+            order = ["bare", "gateway"] if round_no % 2 == 0 else ["gateway", "bare"]
+            for name in scenarios:
+                for proxy_name in order:
+                    run = load(files[name], proxies[proxy_name])
+                    runs[name][proxy_name].append(run)
+                    problems += check_statuses(name, proxy_name, run,
+                                               n_blocked[name] if proxy_name == "gateway" else 0)
+                    print(f"  round {round_no + 1} {name:<9} {proxy_name:<7} {run.rps:7.0f} req/s  "
+                          f"p50 {run.pct(0.5):6.2f} ms  p99 {run.pct(0.99):6.2f} ms  "
+                          f"cpu {run.cpu_us_per_request:5.0f} us/req", flush=True)
+        for proxy in proxies.values():
+            if not proxy.alive():
+                problems.append(f"{proxy.name} died:\n{proxy.output()}")
+
+        # --- proof that the gateway decided every request on its URL (decrypted) ------------------
+        counts = gateway_counts(metrics_port)
+        gw_requests = sum(r.requests for s in runs.values() for r in s["gateway"]) + 2 * args.warmup
+        gw_blocked = sum(n_blocked[s] for s in scenarios) * args.rounds
+        if counts.get("allow", 0) + counts.get("block", 0) != gw_requests or counts.get("block", 0) != gw_blocked:
+            problems.append(f"gateway decisions {counts} != {gw_requests} requests ({gw_blocked} blocked)")
+        if not counts.get("tls_intercepted"):
+            problems.append("gateway intercepted no TLS connection")
+    finally:
+        for proxy in procs:
+            proxy.stop()
+        if upstream is not None:
+            upstream.terminate()
+            upstream.wait(timeout=10)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    # --- report ------------------------------------------------------------------------------
+    medians = {name: {p: summary(r) for p, r in by_proxy.items()} for name, by_proxy in runs.items()}
+    ratios = {name: {k: m["gateway"][k] / m["bare"][k] for k in m["bare"]} for name, m in medians.items()}
+    print()
+    print(f"Poortwachter proxy benchmark: {args.rounds} rounds x {args.requests} requests, "
+          f"{args.concurrency} keep-alive connections, medians"
+          + (f"; proxies pinned to CPU {sorted(proxy_cpus or [])}, curl + upstream to CPU {sorted(client_cpus or [])}"
+             if pin else "; not pinned"))
+    print(f"  lists: {lists_note}")
+    print(f"  direct to upstream (no proxy): http {direct['http'].rps:,.0f} req/s, https {direct['https'].rps:,.0f} req/s")
+    head = f"  {'scenario':<10} {'proxy':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}"
+    print(head)
+    print("  " + "-" * (len(head) - 2))
+    for name, m in medians.items():
+        for proxy_name in ("bare", "gateway"):
+            s = m[proxy_name]
+            print(f"  {name:<10} {proxy_name:<8} {s['rps']:8.0f} {s['p50_ms']:8.2f} {s['p99_ms']:8.2f} "
+                  f"{s['cpu_us_per_request']:11.0f}")
+        r = ratios[name]
+        note = ""
+        if not scenarios[name][2]:
+            note = f"   goal >= {GOAL:.0%}: {'PASS' if r['rps'] >= GOAL else 'FAIL'}"
+        else:
+            note = f"   ({n_blocked[name]} of {args.requests} blocked by the gateway)"
+        print(f"  {'':<10} {'gw/bare':<8} {r['rps']:8.1%} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+              f"{r['cpu_us_per_request']:11.2f}{note}")
+    elapsed = time.perf_counter() - started_all
+    print(f"  total time {elapsed:.0f} s")
+    for p in problems:
+        print(f"  PROBLEM: {p}")
+
+    result = {
+        "config": {"requests": args.requests, "warmup": args.warmup, "rounds": args.rounds,
+                   "concurrency": args.concurrency, "blocked_share": args.blocked_share, "pinned": pin,
+                   "proxy_cpus": sorted(proxy_cpus or []), "client_cpus": sorted(client_cpus or []),
+                   "client": "curl --http1.1 --parallel", "upstream_body_bytes": 1024,
+                   "lists": lists_note, "python": platform.python_version(), "cpu_count": os.cpu_count(),
+                   "mitmdump_bare": bare.argv()[1:], "mitmdump_gateway": gateway.argv()[1:]},
+        "direct_rps": {s: round(r.rps, 1) for s, r in direct.items()},
+        "medians": medians,
+        "ratios_gateway_over_bare": ratios,
+        "goal_rps_ratio": GOAL,
+        "goal_met": {s: ratios[s]["rps"] >= GOAL for s in ("http", "https")},
+        "gateway_metrics": counts,
+        "runs": {name: {p: [run_record(r) for r in rs] for p, rs in by_proxy.items()} for name, by_proxy in runs.items()},
+        "problems": problems,
+        "seconds": round(elapsed, 1),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"  written to {RESULTS.relative_to(REPO)}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

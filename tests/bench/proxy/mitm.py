@@ -1,0 +1,131 @@
+"""The two proxies under test: bare mitmdump, and mitmdump with every Poortwachter addon.
+
+Both get the same mitmdump options as `poortwachter run` (cli.mitmdump_args) on benchmark paths and
+ports; the gateway adds `-s addons/gateway.py` and its own `poortwachter_*` options, nothing else.
+The one extra option both need is the test CA for upstream verification (the upstream's cert is
+signed by it), so verification stays on, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+MITMDUMP = REPO / ".venv" / "bin" / "mitmdump"
+GATEWAY_SCRIPT = REPO / "addons" / "gateway.py"
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def clean_env() -> dict[str, str]:
+    """No *_proxy variables: curl would honour no_proxy=localhost and skip the proxy under test."""
+    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+def pinned(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn that pins the child (and every thread it starts) to `cpus`."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Mitmdump:
+    def __init__(self, name: str, workdir: Path, confdir: Path, upstream_ca: Path,
+                 gateway: dict[str, str] | None = None, cpus: set[int] | None = None) -> None:
+        """`gateway`: the poortwachter_* options; None for bare mitmdump."""
+        self.name = name
+        self.workdir = workdir
+        self.confdir = confdir
+        self.upstream_ca = upstream_ca
+        self.gateway = gateway
+        self.cpus = cpus
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / f"{name}.log"
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        argv = [str(MITMDUMP)]
+        if self.gateway is not None:
+            argv += ["-s", str(GATEWAY_SCRIPT)]
+        argv += [
+            "--mode", "regular",
+            "--listen-host", "127.0.0.1", "--listen-port", str(self.port),
+            "--set", f"confdir={self.confdir}",
+        ]
+        for key, value in (self.gateway or {}).items():
+            argv += ["--set", f"{key}={value}"]
+        argv += [
+            "--set", "connection_strategy=lazy",
+            "--set", "termlog_verbosity=error",
+            "--set", "flow_detail=0",
+            "--set", f"ssl_verify_upstream_trusted_ca={self.upstream_ca}",
+        ]
+        return argv
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, extra_ports: tuple[int, ...] = ()) -> Mitmdump:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=clean_env(),
+                                         start_new_session=True, preexec_fn=pinned(self.cpus))
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(port_open(p) for p in (self.port, *extra_ports)):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name}: mitmdump exited with {self.proc.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name}: not listening after {START_TIMEOUT:.0f} s:\n{self.output()}")
+            time.sleep(0.05)
+        return self
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
