@@ -20,6 +20,7 @@ run: $(STAMP)
 	$(BIN)/poortwachter run --policy policy/default.yaml --listen 127.0.0.1:8080
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -39,7 +39,8 @@ dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
 dt {{ font-weight: 600; }}
 a.button {{ display: inline-block; padding: .6rem 1rem; background: #1d4f91; color: #fff;
             border-radius: .3rem; text-decoration: none; }}
-a.button:focus {{ outline: 3px solid #f2a900; }}
+a.button:focus {{ outline: 3px solid #1a1a1a; outline-offset: 3px; }}
+@media (max-width: 30rem) {{ dl {{ grid-template-columns: 1fr; }} dd {{ margin: 0 0 .5rem 0; }} }}
 </style>
 </head>
 <body>

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 Clock = Callable[[], dt.datetime]
 
 
+_second = -1
+_now = dt.datetime.now(dt.UTC)
+
+
 def system_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The time, to the second: one datetime object per second, so the per-minute timetable
+    lookup can recognise it by identity instead of converting it on every request."""
+    global _second, _now
+    t = time.time()
+    if int(t) != _second:
+        _second = int(t)
+        _now = dt.datetime.fromtimestamp(_second, dt.UTC)
+    return _now
 
 
 def parse_time(text: str) -> dt.datetime:

@@ -71,7 +71,7 @@ class Categorizer:
     A new instance is made whenever the policy or the lists change, so the cache never goes stale.
     """
 
-    MAX = 100_000
+    MAX = 250_000
 
     def __init__(self, policy: CompiledPolicy, index: Index) -> None:
         self.policy = policy

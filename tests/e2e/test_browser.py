@@ -178,7 +178,9 @@ def test_block_page_fits_phone_viewport(lesson: Gateway, phone: Page, tmp_path: 
     open_blocked(phone, LESSON_URL)
     widths = phone.evaluate("""() => ({inner: window.innerWidth,
         doc: document.documentElement.scrollWidth, body: document.body.scrollWidth})""")
-    assert widths["inner"] == PHONE["width"], f"the viewport meta tag was not applied: {widths}"
+    # A phone zooms out to fit content wider than the screen, so overflow shows as a wider layout
+    # viewport (innerWidth > 375), as does a page without <meta name="viewport">.
+    assert widths["inner"] == PHONE["width"], f"layout wider than the phone (or no viewport meta): {widths}"
     assert widths["doc"] <= widths["inner"] and widths["body"] <= widths["inner"], \
         f"horizontal scroll on a phone: {widths}"
     assert phone.locator("#unblock").is_visible()

@@ -37,24 +37,22 @@ class Clockwork:
         self.tt = timetable
         self.tz = ZoneInfo(timetable.timezone)
         self._cache: dict[int, Moment] = {}
-        # the minute asked last: almost every decision falls in the same minute as the one before
-        self._lo = self._hi = dt.datetime.min.replace(tzinfo=dt.UTC)
+        # the time asked last: the gateway's clock hands out one datetime object per second
+        self._last_when: dt.datetime | None = None
         self._last: Moment | None = None
 
     def moment(self, when: dt.datetime) -> Moment:
+        if when is self._last_when and self._last is not None:
+            return self._last
         if when.tzinfo is None:
             raise ValueError("naive datetime: give a time zone")
-        if self._lo <= when < self._hi and self._last is not None:
-            return self._last
         key = int(when.timestamp()) // 60
         hit = self._cache.get(key)
         if hit is None:
             if len(self._cache) > 4096:
                 self._cache.clear()
             hit = self._cache[key] = self._compute(when.astimezone(self.tz))
-        self._lo = dt.datetime.fromtimestamp(key * 60, dt.UTC)
-        self._hi = self._lo + dt.timedelta(minutes=1)
-        self._last = hit
+        self._last_when, self._last = when, hit
         return hit
 
     def _compute(self, local: dt.datetime) -> Moment:
