@@ -179,6 +179,8 @@ def mitmdump_args(args: argparse.Namespace) -> list[str]:
     ]
     if args.clock_file:
         argv += ["--set", f"poortwachter_clock_file={args.clock_file}"]
+    if args.db:
+        argv += ["--set", f"poortwachter_db={args.db}"]
     return argv + list(args.extra or [])
 
 
@@ -193,7 +195,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     from .store.db import default_url, open_store
 
-    open_store(default_url(args.data_dir)).close()  # create and migrate before the proxy starts
+    try:  # create and migrate before the proxy starts; an unreachable shared database is not fatal
+        open_store(args.db or default_url(args.data_dir)).close()
+    except Exception as exc:
+        print(f"Opslag niet bereikbaar, de gateway start zonder / Store unreachable, starting without: "
+              f"{type(exc).__name__}", file=sys.stderr)
     argv = mitmdump_args(args)
     print(f"Poortwachter luistert op / listens on {args.listen} ({args.mode}); "
           f"metrics: {args.metrics or 'uit / off'}; data: {args.data_dir}", file=sys.stderr)
@@ -246,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
     p.add_argument("--mode", default="regular", choices=["regular", "transparent"])
     p.add_argument("--metrics", default="127.0.0.1:9108", help="HOST:PORT for Prometheus, empty to switch off")
+    p.add_argument("--db", help="store URL (SQLAlchemy), e.g. postgresql+psycopg://gw@db/poortwachter; "
+                                "default: SQLite poortwachter.db in the data directory")
     p.add_argument("--clock-file", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="further mitmdump arguments after --")
     p.set_defaults(func=cmd_run)
@@ -254,9 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_policy_schema)
 
+    from .console.cli import register as register_console
     from .lists.cli import register as register_lists
+    from .workflow.cli import register as register_workflow
 
     register_lists(sub)
+    register_workflow(sub)
+    register_console(sub)
     return parser
 
 

@@ -90,10 +90,12 @@ cold_ctx = Context(engine.policy, Categorizer(engine.policy, engine.index), engi
 cold = run(cold_ctx)
 warm = max(run(cold_ctx) for _ in range(3))
 addon_calls = [(r.client, [r.host], r.path) for r in reqs]
-t = time.perf_counter()
-for client, names, path in addon_calls:
-    engine.decide_all(client, names, path)
-via_engine = n / (time.perf_counter() - t)
+via_engine = 0.0
+for _ in range(2):   # the engine has its own per-host cache: the second pass is the warm one
+    t = time.perf_counter()
+    for client, names, path in addon_calls:
+        engine.decide_all(client, names, path)
+    via_engine = n / (time.perf_counter() - t)
 blocked = sum(decide(r, cold_ctx, now).blocked for r in reqs)
 rss_after, hwm = rss_mb()
 print(json.dumps({"ready_s": ready, "rss_ready_mb": rss_ready, "rss_after_mb": rss_after, "hwm_mb": hwm,
@@ -180,7 +182,7 @@ def main() -> int:
         ("resident after the runs (peak)", f"{result['rss_after_mb']:.0f} MB ({result['hwm_mb']:.0f} MB)   (target <= 400 MB)"),
         ("decisions/s, cold (new hosts)", f"{result['cold_per_s']:,.0f}"),
         ("decisions/s, warm (hosts seen)", f"{result['warm_per_s']:,.0f}   (target >= 200,000)"),
-        ("decisions/s, via Engine.decide_all", f"{result['engine_per_s']:,.0f}"),
+        ("decisions/s, warm, via Engine.decide_all", f"{result['engine_per_s']:,.0f}"),
         ("share blocked", f"{result['blocked_share']:.1%}"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -121,7 +121,7 @@ def test_migrations_create_the_schema(db_url: str) -> None:
     store = open_store(db_url)
     try:
         assert TABLES | {"alembic_version"} <= set(inspect(store.engine).get_table_names())
-        assert current_revision(db_url) == "0001"
+        assert current_revision(db_url) == "0002"
         assert state_revision(store) == 0
         assert not load_state(store, NOW)
     finally:
@@ -166,7 +166,7 @@ def test_downgrade_then_upgrade(db_url: str) -> None:
     assert current_revision(db_url) is None
 
     migrate(db_url)
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == "0002"
     store = open_store(db_url)
     try:
         assert state_revision(store) == 0

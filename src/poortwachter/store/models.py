@@ -13,7 +13,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Dialect, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -28,6 +40,10 @@ NAMING = {
 
 GRANT_STATUSES = ("pending", "approved", "rejected")
 OPENING_MODES = ("open", "allowlist")
+# The console's accounts and the unblock workflow (004 art. 11a, 12).
+ROLES = ("ict", "leidinggevende", "docent", "directie", "examencoordinator")
+REQUEST_STATUSES = ("submitted", "endorsed", "approved", "declined", "withdrawn")
+GROUNDS = ("lesstof", "professioneel")
 
 # Short identifiers (actor, zone, source) and free text (reason) have separate types so the
 # migration and the models can be compared column by column.
@@ -76,6 +92,7 @@ class BanRow(Base):
     created_by: Mapped[str] = mapped_column(String(NAME))
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
+    expired_at: Mapped[dt.datetime | None]   # set once by the expiry sweep (workflow)
 
 
 class GrantRow(Base):
@@ -99,6 +116,7 @@ class GrantRow(Base):
     approved_by: Mapped[str | None] = mapped_column(String(NAME))
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
+    expired_at: Mapped[dt.datetime | None]   # set once by the expiry sweep (workflow)
 
 
 class OpeningRow(Base):
@@ -118,6 +136,7 @@ class OpeningRow(Base):
     created_by: Mapped[str] = mapped_column(String(NAME))
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
+    expired_at: Mapped[dt.datetime | None]   # set once by the expiry sweep (workflow)
 
 
 class ExamRow(Base):
@@ -135,6 +154,7 @@ class ExamRow(Base):
     created_by: Mapped[str] = mapped_column(String(NAME))
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
+    expired_at: Mapped[dt.datetime | None]   # set once by the expiry sweep (workflow)
 
 
 class ChangeRow(Base):
@@ -147,8 +167,8 @@ class ChangeRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[dt.datetime]
     actor: Mapped[str] = mapped_column(String(NAME))
-    kind: Mapped[str] = mapped_column(String(32))       # add, revoke (later: request, approve, ...)
-    object: Mapped[str] = mapped_column(String(32))     # ban, grant, opening, exam
+    kind: Mapped[str] = mapped_column(String(32))       # add, revoke, expire, submit, endorse, approve, ...
+    object: Mapped[str] = mapped_column(String(32))     # ban, grant, opening, exam, request, user
     object_id: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     revision: Mapped[int] = mapped_column(Integer)
@@ -163,3 +183,85 @@ class MetaRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     state_revision: Mapped[int] = mapped_column(Integer)
+
+
+class UserRow(Base):
+    """A console account. Pupils have none: they use the public request form."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('ict', 'leidinggevende', 'docent', 'directie', 'examencoordinator')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(NAME), unique=True)
+    display_name: Mapped[str] = mapped_column(String(NAME))
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(Text)          # argon2id, PHC string
+    zones: Mapped[list[str]]                                   # the classroom zones a docent controls
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(String(NAME))
+
+
+class SessionRow(Base):
+    """A console login. Only the SHA-256 of the token is stored: a copy of the database does not
+    let anyone in."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LoginAttemptRow(Base):
+    """Recent login attempts, only as long as throttling needs them (purged after the window)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(NAME))
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    success: Mapped[bool] = mapped_column(Boolean)
+
+
+class UnblockRequestRow(Base):
+    """A request to open a site (004 art. 12): submitted (block page), endorsed by a
+    leidinggevende with ground and scope, then approved (-> a grant) or declined by ICT."""
+
+    __tablename__ = "unblock_requests"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('submitted', 'endorsed', 'approved', 'declined', 'withdrawn')", name="status"),
+        CheckConstraint("ground IN ('lesstof', 'professioneel')", name="ground"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)   # the requester's lookup link
+    url: Mapped[str] = mapped_column(Text)
+    sites: Mapped[list[str]]
+    category: Mapped[str] = mapped_column(String(NAME))
+    rule: Mapped[str] = mapped_column(String(NAME))
+    requester: Mapped[str] = mapped_column(String(NAME))
+    reason: Mapped[str] = mapped_column(Text)                       # the requester's why
+    ground: Mapped[str | None] = mapped_column(String(16))
+    zones: Mapped[list[str]]
+    roles: Mapped[list[str]]
+    start: Mapped[dt.datetime | None]
+    end: Mapped[dt.datetime | None]
+    motivation: Mapped[str] = mapped_column(Text)                   # the endorser's why
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[dt.datetime]
+    endorsed_by: Mapped[str | None] = mapped_column(String(NAME))
+    endorsed_at: Mapped[dt.datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(NAME))
+    decided_at: Mapped[dt.datetime | None]
+    decision_reason: Mapped[str] = mapped_column(Text)
+    grant_id: Mapped[int | None] = mapped_column(ForeignKey("grants.id"))

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ..hosts import BadHost, normalize_host
 from ..state import Exam, Grant, Opening
+from .db import _WRITE
 from .models import BanRow, ChangeRow, ExamRow, GrantRow, MetaRow, OpeningRow
 
 ObjectKind = Literal["ban", "grant", "opening", "exam"]
@@ -37,6 +38,13 @@ def lock_revision(session: Session) -> None:
     """Take the writer's lock (the `meta` row) before touching any other row. SQLite: the
     write transaction already holds the database lock, FOR UPDATE is left out."""
     session.execute(select(MetaRow.id).where(MetaRow.id == 1).with_for_update())
+
+
+def writing(session: Session) -> bool:
+    """Is this a write unit of work (Store.write())? A read (Store.read()) is rolled back, and on
+    SQLite a write inside it can fail outright, so optional writes (a session's sliding expiry)
+    are skipped there."""
+    return bool(session.connection().get_execution_options().get(_WRITE))
 
 
 def bump_revision(session: Session) -> int:
@@ -169,6 +177,16 @@ def _revoke[R: (BanRow, GrantRow, OpeningRow, ExamRow)](
                   object_id=object_id, reason=why, at=at)
     session.flush()
     return True
+
+
+def normalize_sites(sites: Iterable[str]) -> list[str]:
+    """Sites as the store keeps them (see _sites); ValueError on a bad one."""
+    return _sites(sites)
+
+
+def normalize_subject(subject: str) -> str:
+    """A ban subject as the store keeps it (see _subject); ValueError on a bad one."""
+    return _subject(subject)
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:

@@ -1,0 +1,361 @@
+"""`poortwachter user|grant|ban|requests ...`: the workflow from the command line.
+
+user add USERNAME --role ROLE --name NAME [--zones a,b] [--password-stdin]   (the first ICT account)
+user list
+grant add --site S [--site ...] [--zone Z] [--role R] --until TIME [--from TIME] --reason TEXT
+          --actor NAME --policy FILE
+grant list [--all] [--json]        grant revoke ID --reason TEXT [--actor NAME]
+ban add SUBJECT --until TIME --reason TEXT [--actor NAME]
+ban list [--json]                  ban revoke ID --reason TEXT [--actor NAME]
+requests list [--status S] [--json]
+requests sweep                     record every expiry that passed in the change log (cron/timer)
+
+Whoever runs these commands has shell access to the gateway's data, so they act as ICT: the change
+log names them "ict:NAME" (--actor, default the login name). TIME is ISO-8601 ("2025-03-10T15:30",
+without offset: Europe/Amsterdam) or relative to now ("+45m", "+2h", "+3d").
+Exit status: 0 done, 1 refused (not allowed, already decided, database unreachable), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
+LOCAL = ZoneInfo("Europe/Amsterdam")
+_RELATIVE = re.compile(r"\+(\d+)([mhd])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `user`, `grant`, `ban` and `requests`; each leaf sets `func(args) -> exit status` and
+    reads args.data_dir (a Path) and --db."""
+    from .common import ROLES
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="URL", help="database URL (default: sqlite in the data directory)")
+    common.add_argument("--at", help=argparse.SUPPRESS)   # act as if it were TIME (tests, drills)
+
+    def leaf(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Command,
+             help: str) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=_guarded(func))
+        return p
+
+    def actor(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--actor", default=_login(), help="who does this (default: the login name)")
+
+    user = subparsers.add_parser("user", help="console accounts").add_subparsers(
+        dest="user_command", metavar="{add,list}", required=True)
+    p = leaf(user, "add", cmd_user_add, "create a console account")
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument("--zones", default="", help="comma-separated zones a docent controls")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    actor(p)
+    leaf(user, "list", cmd_user_list, "list active console accounts")
+
+    grant = subparsers.add_parser("grant", help="unblocks (deblokkeringen, 004 art. 12)").add_subparsers(
+        dest="grant_command", metavar="{add,list,revoke}", required=True)
+    p = leaf(grant, "add", cmd_grant_add, "open sites for some zones/roles for a while")
+    p.add_argument("--site", action="append", required=True, help="domain or domain/path (repeatable)")
+    p.add_argument("--zone", action="append", default=[], help="zone name or kind (repeatable; none: all)")
+    p.add_argument("--role", action="append", default=[], help="role, e.g. pupil (repeatable; none: all)")
+    p.add_argument("--from", dest="start", help="start TIME (default: now)")
+    p.add_argument("--until", required=True, help="end TIME")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--policy", required=True, help="policy file (to refuse not-overridable categories)")
+    actor(p)
+    p = leaf(grant, "list", cmd_grant_list, "grants not yet ended")
+    p.add_argument("--all", action="store_true", help="also revoked and ended grants")
+    p.add_argument("--json", action="store_true")
+    p = leaf(grant, "revoke", cmd_grant_revoke, "end a grant early")
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True)
+    actor(p)
+
+    ban = subparsers.add_parser("ban", help="network exclusions (uitsluiting)").add_subparsers(
+        dest="ban_command", metavar="{add,list,revoke}", required=True)
+    p = leaf(ban, "add", cmd_ban_add, "exclude an address or network until TIME")
+    p.add_argument("subject", help="IP address or network, e.g. 10.20.3.4 or 10.20.3.0/28")
+    p.add_argument("--until", required=True, help="end TIME")
+    p.add_argument("--reason", required=True)
+    actor(p)
+    p = leaf(ban, "list", cmd_ban_list, "exclusions not yet ended")
+    p.add_argument("--json", action="store_true")
+    p = leaf(ban, "revoke", cmd_ban_revoke, "end an exclusion early")
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True)
+    actor(p)
+
+    requests = subparsers.add_parser("requests", help="unblock requests").add_subparsers(
+        dest="requests_command", metavar="{list,sweep}", required=True)
+    p = leaf(requests, "list", cmd_requests_list, "list unblock requests")
+    p.add_argument("--status", choices=("submitted", "endorsed", "approved", "declined", "withdrawn"))
+    p.add_argument("--json", action="store_true")
+    leaf(requests, "sweep", cmd_requests_sweep, "record expired grants, openings, exams and exclusions")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from .accounts import create_user
+
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return EXIT_INVALID
+    zones = [z for z in args.zones.split(",") if z.strip()]
+    with _unit(args) as (s, now):
+        user_id = create_user(s, username=args.username, display_name=args.name, role=args.role,
+                              password=password, zones=zones, actor=f"ict:{args.actor}", now=now)
+    print(f"Account {user_id} aangemaakt / Account {user_id} created")
+    return EXIT_OK
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from .accounts import list_users
+
+    with _unit(args, write=False) as (s, _now):
+        for u in list_users(s):
+            print(f"{u.id}\t{u.username}\t{u.role}\t{','.join(u.zones) or '-'}\t{u.display_name}")
+    return EXIT_OK
+
+
+def cmd_grant_add(args: argparse.Namespace) -> int:
+    from .requests import create_grant
+
+    locked = _locked_check(Path(args.policy), args.data_dir)
+    with _unit(args) as (s, now):
+        start = _time(args.start, now) if args.start else None
+        grant_id = create_grant(s, user=_cli_user(args.actor), sites=args.site, zones=args.zone,
+                                roles=args.role, start=start, end=_time(args.until, now), reason=args.reason,
+                                now=now, locked=locked)
+    print(f"Deblokkering {grant_id} toegevoegd / Grant {grant_id} added")
+    return EXIT_OK
+
+
+def cmd_grant_list(args: argparse.Namespace) -> int:
+    from .requests import list_grants
+
+    with _unit(args, write=False) as (s, now):
+        grants = list_grants(s, now=now, include_ended=args.all)
+    if args.json:
+        print(json.dumps([_jsonable(g) for g in grants], ensure_ascii=False))
+        return EXIT_OK
+    for g in grants:
+        state = "ingetrokken/revoked" if g.revoked_at else "verlopen/ended" if g.end <= now else "actief/active"
+        print(f"{g.id}\t{','.join(g.sites)}\tzones={','.join(g.zones) or '*'}\troles={','.join(g.roles) or '*'}"
+              f"\t{_local(g.start)} - {_local(g.end)}\t{state}\t{g.approved_by or g.created_by}")
+    return EXIT_OK
+
+
+def cmd_grant_revoke(args: argparse.Namespace) -> int:
+    from .requests import revoke_grant
+
+    with _unit(args) as (s, now):
+        revoke_grant(s, args.id, user=_cli_user(args.actor), reason=args.reason, now=now)
+    print(f"Deblokkering {args.id} ingetrokken / Grant {args.id} revoked")
+    return EXIT_OK
+
+
+def cmd_ban_add(args: argparse.Namespace) -> int:
+    from .classroom import exclude
+
+    with _unit(args) as (s, now):
+        ban_id = exclude(s, user=_cli_user(args.actor), subject=args.subject, until=_time(args.until, now),
+                         reason=args.reason, now=now)
+    print(f"Uitsluiting {ban_id} toegevoegd / Exclusion {ban_id} added")
+    return EXIT_OK
+
+
+def cmd_ban_list(args: argparse.Namespace) -> int:
+    from .classroom import list_exclusions
+
+    with _unit(args, write=False) as (s, now):
+        bans = list_exclusions(s, now=now)
+    if args.json:
+        print(json.dumps([_jsonable(b) for b in bans], ensure_ascii=False))
+        return EXIT_OK
+    for b in bans:
+        print(f"{b.id}\t{b.subject}\ttot/until {_local(b.until)}\t{b.created_by}\t{b.reason}")
+    return EXIT_OK
+
+
+def cmd_ban_revoke(args: argparse.Namespace) -> int:
+    from .classroom import end_exclusion
+
+    with _unit(args) as (s, now):
+        end_exclusion(s, args.id, user=_cli_user(args.actor), reason=args.reason, now=now)
+    print(f"Uitsluiting {args.id} opgeheven / Exclusion {args.id} lifted")
+    return EXIT_OK
+
+
+def cmd_requests_list(args: argparse.Namespace) -> int:
+    from .requests import list_requests
+
+    with _unit(args, write=False) as (s, _now):
+        found = list_requests(s, status=args.status)
+    if args.json:
+        print(json.dumps([_jsonable(r) for r in found], ensure_ascii=False))
+        return EXIT_OK
+    for r in found:
+        print(f"{r.id}\t{r.status}\t{','.join(r.sites)}\t{r.ground or '-'}\t{_local(r.created_at)}")
+    return EXIT_OK
+
+
+def cmd_requests_sweep(args: argparse.Namespace) -> int:
+    from .classroom import record_expiries
+
+    with _unit(args) as (s, now):
+        count = record_expiries(s, now=now)
+    print(f"{count} verlopen vastgelegd / {count} expiries recorded")
+    return EXIT_OK
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+@contextmanager
+def _unit(args: argparse.Namespace, *, write: bool = True) -> Iterator[tuple[Any, dt.datetime]]:
+    """Open the store (migrating it), run one unit of work, map refusals to exit codes."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..store import default_url, open_store
+    from .errors import Conflict, Forbidden, Invalid
+
+    try:
+        now = _time(args.at, dt.datetime.now(dt.UTC)) if args.at else dt.datetime.now(dt.UTC)
+        store = open_store(args.db or default_url(args.data_dir))
+        try:
+            with (store.write() if write else store.read()) as s:
+                yield s, now
+        finally:
+            store.close()
+    except Invalid as exc:
+        raise _Exit(EXIT_INVALID, str(exc)) from None
+    except (Forbidden, Conflict) as exc:
+        raise _Exit(EXIT_REFUSED, str(exc)) from None
+    except SQLAlchemyError as exc:   # the type only: the message may carry the URL
+        raise _Exit(EXIT_REFUSED, f"Database niet bereikbaar / Database unreachable ({type(exc).__name__})") from None
+
+
+class _Exit(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _guarded(func: Command) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except _Exit as exc:
+            print(str(exc), file=sys.stderr)
+            return exc.status
+    run.__name__ = func.__name__
+    return run
+
+
+def _time(value: str, now: dt.datetime) -> dt.datetime:
+    from ..clock import parse_time
+    from .errors import Invalid
+
+    m = _RELATIVE.fullmatch(value.strip())
+    if m:
+        return now + dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        return parse_time(value).astimezone(dt.UTC)
+    except ValueError:
+        raise Invalid("Ongeldige tijd (ISO-8601 of +45m/+2h/+3d) / Invalid time (ISO-8601 or +45m/+2h/+3d)") from None
+
+
+def _local(when: dt.datetime | None) -> str:
+    return "-" if when is None else when.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M")
+
+
+def _jsonable(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    out = asdict(obj)
+    for key, value in out.items():
+        if isinstance(value, dt.datetime):
+            out[key] = value.isoformat()
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+    return out
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "cli"
+
+
+def _cli_user(name: str):  # type: ignore[no-untyped-def]
+    """The CLI acts as ICT (see the module docstring); id 0 is no account."""
+    from .common import User
+    from .errors import Invalid
+
+    name = name.strip()
+    if not name:
+        raise _Exit(EXIT_INVALID, str(Invalid("Wie ontbreekt / Actor missing")))
+    return User(id=0, username=name, display_name=name, role="ict", zones=())
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Wachtwoord / Password: ")
+        if getpass.getpass("Nogmaals / Again: ") != password:
+            print("Wachtwoorden verschillen / Passwords differ", file=sys.stderr)
+            return None
+    return password
+
+
+def _locked_check(policy_file: Path, data_dir: Path) -> Callable[[str], str | None]:
+    """site -> the not-overridable category it falls in, by the policy and the installed lists
+    (the same categorizer the gateway uses)."""
+    from ..gateway import Engine
+    from ..policy.load import PolicyError
+
+    try:
+        engine = Engine(policy_file, data_dir)
+    except PolicyError as exc:
+        raise _Exit(EXIT_INVALID, str(exc)) from None
+    except OSError:
+        raise _Exit(EXIT_INVALID, "Beleid niet gevonden / Policy not found") from None
+    categorizer, locked = engine.ctx.categorizer, engine.policy.locked
+
+    def check(host: str) -> str | None:
+        return min(categorizer.host(host) & locked, default=None)
+    return check
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone: `python -m poortwachter.workflow.cli [--data-dir DIR] COMMAND ...`."""
+    from ..paths import resolve_data_dir
+
+    parser = argparse.ArgumentParser(prog="poortwachter", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    args.data_dir = resolve_data_dir(args.data_dir)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
