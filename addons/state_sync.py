@@ -12,6 +12,10 @@ grants still expire on time because every object carries its own window.
   counts as unreachable, and that same check is waited for (never a second one piled on top).
 - A new Engine (the policy path, data directory or clock option changed) starts with an empty
   state; it gets the last snapshot at once, without waiting for the database.
+- Every snapshot is also written to `state-snapshot.json` in the data directory: a gateway that
+  restarts while the database is away enforces that one until the database answers again.
+- Each check also counts pending requests and active grants, openings, exams and exclusions for
+  the metrics (counts only).
 """
 
 from __future__ import annotations
@@ -19,19 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from mitmproxy import ctx
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from poortwachter import metrics
 from poortwachter.gateway import Engine
 from poortwachter.paths import resolve_data_dir
-from poortwachter.state import State
+from poortwachter.state import State, state_from_dict, state_to_dict
 from poortwachter.store import Store, default_url, open_store
 from poortwachter.store.snapshot import Snapshot, load_snapshot, state_revision
+from poortwachter.workflow.classroom import counts
 
 from .engine import EngineAddon
 from .options import seconds
@@ -116,6 +125,8 @@ class StateSync:
         self._failing: str | None = None      # an unexpected error already logged
         self._interval = 2.0
         self._timeout = 10.0
+        self._data_dir: Path | None = None
+        self._counts: dict[str, int] | None = None   # written by the check thread, read by the loop
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option("poortwachter_db", str, "",
@@ -131,7 +142,8 @@ class StateSync:
         if "poortwachter_state_timeout" in updated:
             self._timeout = seconds("poortwachter_state_timeout", ctx.options.poortwachter_state_timeout, low=0.5)
         if not self._url or updated & {"poortwachter_db", "poortwachter_data_dir"}:
-            url = ctx.options.poortwachter_db or default_url(resolve_data_dir(ctx.options.poortwachter_data_dir or None))
+            self._data_dir = resolve_data_dir(ctx.options.poortwachter_data_dir or None)
+            url = ctx.options.poortwachter_db or default_url(self._data_dir)
             if url != self._url:
                 self._url = url
                 self.revision = None   # another store: load it whole
@@ -164,6 +176,8 @@ class StateSync:
             self._finish(check)
         else:
             self._unreachable(f"no answer within {self._timeout:g} s (geen antwoord)")
+        if self._state is None:
+            self._load_saved()
 
     def _start(self) -> _Check:
         engine = self.engine.engine
@@ -180,6 +194,8 @@ class StateSync:
                 self.store = None
             self.store = open_store(store_url(url))
             self._store_url = url
+        with self.store.read() as session:
+            self._counts = counts(session, now=now)
         if known is not None and state_revision(self.store) == known:
             return None
         return load_snapshot(self.store, now)
@@ -209,6 +225,7 @@ class StateSync:
                 log.info("store reachable again (opslag weer bereikbaar)")
                 self._healthy = True
             self._failing = None
+            self._publish_counts()
             if check.snapshot is not None and check.url == self._url:
                 self._apply(check.snapshot)
         elif isinstance(error, (SQLAlchemyError, OSError)):
@@ -229,7 +246,46 @@ class StateSync:
         engine = self.engine.engine
         if engine is not None:
             self._give(engine)
+        self._save(snapshot)
         log.info("state snapshot loaded (toestand geladen): revision %d", snapshot.revision)
+
+    def _publish_counts(self) -> None:
+        found = self._counts
+        if found is not None:
+            for name, gauge in metrics.WORKFLOW.items():
+                gauge.set(found.get(name, 0))
+
+    # --- the snapshot on disk ---------------------------------------------------------------
+    def _saved_path(self) -> Path | None:
+        return self._data_dir / "state-snapshot.json" if self._data_dir is not None else None
+
+    def _save(self, snapshot: Snapshot) -> None:
+        path = self._saved_path()
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"revision": snapshot.revision, "state": state_to_dict(snapshot.state)}))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("state snapshot not saved (toestand niet bewaard): %s", type(exc).__name__)
+
+    def _load_saved(self) -> None:
+        """The database did not answer at startup: enforce the snapshot saved last time."""
+        path = self._saved_path()
+        if path is None or not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text())
+            self._state = state_from_dict(saved["state"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("saved state snapshot unusable (bewaarde toestand onbruikbaar): %s", type(exc).__name__)
+            return
+        engine = self.engine.engine
+        if engine is not None:
+            self._give(engine)
+        log.warning("enforcing the saved state snapshot of revision %s (bewaarde toestand)", saved.get("revision"))
 
     def _give(self, engine: Engine) -> None:
         assert self._state is not None

@@ -13,3 +13,12 @@ RELOADS = Counter("poortwachter_policy_reloads", "Policy loads and reloads by re
 GENERATION = Gauge("poortwachter_policy_generation", "Generation of the policy in force")
 LIST_ENTRIES = Gauge("poortwachter_list_entries", "Entries per installed category list", ["list"])
 TLS_PASSTHROUGH = Counter("poortwachter_tls_connections", "TLS connections by handling", ["zone", "handling"])
+
+# The unblock workflow, counts only (refreshed by the gateway from the store).
+WORKFLOW = {
+    "pending_requests": Gauge("poortwachter_pending_requests", "Unblock requests waiting for endorsement or ICT"),
+    "active_grants": Gauge("poortwachter_active_grants", "Approved unblocks in force now"),
+    "active_openings": Gauge("poortwachter_active_openings", "Classroom openings and restrictions in force now"),
+    "active_exams": Gauge("poortwachter_active_exams", "Zones in exam mode now"),
+    "active_exclusions": Gauge("poortwachter_active_exclusions", "Network exclusions in force now"),
+}

@@ -163,3 +163,49 @@ class State:
 
 
 EMPTY = State()
+
+
+# --- a snapshot on disk -------------------------------------------------------------------------
+# The gateway keeps its last snapshot in the data directory too, so a gateway restarted while
+# the database is away still enforces the bans, exams and grants it knew.
+
+def _sites_dict(sites: Sites) -> dict[str, object]:
+    return {"domains": sorted(sites.domains), "paths": [list(p) for p in sites.paths],
+            "categories": sorted(sites.categories)}
+
+
+def _sites(data: dict[str, object]) -> Sites:
+    return Sites(frozenset(data["domains"]), tuple((d, p) for d, p in data["paths"]),  # type: ignore[union-attr,misc]
+                 frozenset(data["categories"]))  # type: ignore[arg-type]
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def state_to_dict(state: State) -> dict[str, object]:
+    iso = lambda t: t.isoformat() if t else None  # noqa: E731
+    return {
+        "bans": [{"id": b.id, "subject": b.subject, "until": iso(b.until), "source": b.source, "start": iso(b.start)}
+                 for b in state.bans],
+        "grants": [{"id": g.id, "sites": _sites_dict(g.sites), "start": iso(g.start), "end": iso(g.end),
+                    "zones": sorted(g.zones), "roles": sorted(g.roles), "source": g.source} for g in state.grants],
+        "openings": [{"id": o.id, "zone": o.zone, "mode": o.mode, "sites": _sites_dict(o.sites), "until": iso(o.until),
+                      "source": o.source, "start": iso(o.start)} for o in state.openings],
+        "exams": [{"id": e.id, "zone": e.zone, "allowlist": _sites_dict(e.allowlist), "until": iso(e.until),
+                   "source": e.source, "start": iso(e.start)} for e in state.exams],
+    }
+
+
+def state_from_dict(data: dict[str, list[dict[str, object]]]) -> State:
+    return State(
+        bans=tuple(Ban(b["id"], b["subject"], _time(b["until"]), b["source"], _time(b["start"]))  # type: ignore[arg-type]
+                   for b in data["bans"]),
+        grants=tuple(Grant(g["id"], _sites(g["sites"]), _time(g["start"]), _time(g["end"]),  # type: ignore[arg-type]
+                           frozenset(g["zones"]), frozenset(g["roles"]), g["source"])  # type: ignore[arg-type]
+                     for g in data["grants"]),
+        openings=tuple(Opening(o["id"], o["zone"], o["mode"], _sites(o["sites"]), _time(o["until"]),  # type: ignore[arg-type]
+                               o["source"], _time(o["start"])) for o in data["openings"]),  # type: ignore[arg-type]
+        exams=tuple(Exam(e["id"], e["zone"], _sites(e["allowlist"]), _time(e["until"]), e["source"],  # type: ignore[arg-type]
+                         _time(e["start"])) for e in data["exams"]),  # type: ignore[arg-type]
+    )

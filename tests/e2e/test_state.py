@@ -398,3 +398,38 @@ def test_postgres_down_at_startup(pg: PgSetup) -> None:
     wait_until(lambda: _rule(gw, "http://www.example.com/", PUBLIC) == "uitsluiting", SYNC_DEADLINE,
                "the ban is enforced once the store answers")
     assert [STORE_DOWN in line for line in _store_lines(gw, pg.forwarder)] == [True, False]
+
+
+@pytest.mark.postgres
+def test_postgres_down_at_restart_enforces_the_saved_snapshot(pg: PgSetup) -> None:
+    gw = pg.start()
+    pg.changes.ban(PUBLIC, until=at("12:00"))
+    pg.changes.grant(sites=["tiktok.com"], zones=["klas"], start=at("08:00"), end=at("12:00"))
+    wait_until(lambda: _rule(gw, "http://www.example.com/", PUBLIC) == "uitsluiting", SYNC_DEADLINE,
+               "the ban is enforced")
+    gw.stop()
+    assert (gw.data_dir / "state-snapshot.json").exists()
+
+    # Restarted while the database is away: the snapshot saved in the data directory holds.
+    pg.forwarder.cut()
+    gw.start()
+    assert STORE_DOWN in gw.stderr() and "saved state snapshot" in gw.stderr()
+    _enforcing(gw)
+    pg.forwarder.restore()
+
+
+def test_workflow_counts_are_metrics(sqlite_gw: StateGateway, changes: StoreChanges) -> None:
+    import urllib.request
+
+    def gauge(name: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{sqlite_gw.metrics_port}/metrics", timeout=5).read().decode()
+        match = re.search(rf"^{name} (\S+)$", text, re.M)
+        assert match, name
+        return float(match.group(1))
+
+    before = gauge("poortwachter_active_exclusions")
+    changes.ban("10.99.0.1", until=at("12:00"))
+    changes.exam("examen", until=at("12:00"))
+    wait_until(lambda: gauge("poortwachter_active_exclusions") == before + 1, SYNC_DEADLINE, "exclusions counted")
+    assert gauge("poortwachter_active_exams") >= 1
+    assert gauge("poortwachter_pending_requests") == 0

@@ -182,3 +182,20 @@ def test_path_entry_of_the_school_list_only_covers_its_path() -> None:
 def test_names_ending_in_a_digit_are_not_ip_literals(policy: CompiledPolicy) -> None:
     assert not verdict(policy, CANTEEN, "printer1").blocked
     assert not verdict(policy, CANTEEN, "files.ab1").blocked
+
+
+def test_state_survives_a_round_trip_to_disk() -> None:
+    import json
+
+    from poortwachter.state import state_from_dict, state_to_dict
+
+    state = State(
+        bans=(Ban(1, "10.30.4.0/24", LESSON + dt.timedelta(days=1), "004 art. 22", LESSON),),
+        grants=(Grant(2, Sites.of(["pornhub.com", "example.org/les"], ["sociale-media"]), LESSON, BREAK,
+                      frozenset({"staff"}), frozenset({"staff"}), "004 art. 12"),),
+        openings=(Opening(3, "klaslokalen", "allowlist", Sites.of(["wikipedia.org"]), BREAK),),
+        exams=(Exam(4, "examenlokaal", Sites.of(["facet.onl"]), BREAK, "000", LESSON),),
+    )
+    again = state_from_dict(json.loads(json.dumps(state_to_dict(state))))
+    assert again.bans == state.bans and again.grants == state.grants
+    assert again.openings == state.openings and again.exams == state.exams
