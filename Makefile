@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench venv clean
+.PHONY: run console test bench venv clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON=..." >&2; exit 1; }
@@ -19,12 +19,18 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/poortwachter run --policy policy/default.yaml --listen 127.0.0.1:8080
 
+console: $(STAMP)
+	$(BIN)/poortwachter console --listen 127.0.0.1:8090 --policy policy/default.yaml
+
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/poortwachter bench
+	$(BIN)/python tests/bench/bench_decide.py
+	$(BIN)/python tests/bench/bench_lists.py
+	$(BIN)/python tests/bench/bench_squidguard.py
+	$(BIN)/python tests/bench/bench_proxy.py
 
 clean:
 	rm -rf $(VENV)

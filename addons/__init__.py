@@ -6,6 +6,7 @@ from typing import Any
 
 
 def build() -> list[Any]:
+    from .audit import AuditRecorder
     from .engine import EngineAddon
     from .enforce import Enforce
     from .metrics_server import MetricsServer
@@ -13,4 +14,7 @@ def build() -> list[Any]:
     from .state_sync import StateSync
 
     engine = EngineAddon()
-    return [engine, StateSync(engine), MetricsServer(), Enforce(engine), SafeSearch(engine)]
+    enforce = Enforce(engine)
+    recorder = AuditRecorder(engine)
+    enforce.audit = recorder.accept     # the audit hand-off: one append per final verdict
+    return [engine, StateSync(engine), MetricsServer(), recorder, enforce, SafeSearch(engine)]

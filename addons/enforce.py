@@ -20,6 +20,7 @@ from mitmproxy import http, tls
 from OpenSSL import SSL
 
 from poortwachter import blockpage, metrics
+from poortwachter.audit.record import Seen
 from poortwachter.decide import Verdict
 from poortwachter.gateway import client_address
 from poortwachter.hosts import BadHost, normalize_host
@@ -64,6 +65,10 @@ class Enforce:
     def __init__(self, engine: EngineAddon) -> None:
         self.engine = engine
         self._refuse: set[str] = set()  # client connection ids whose TLS handshake is to be refused
+        # AUDIT HAND-OFF: addons/audit.py's AuditRecorder.accept, set by build(). Called once per
+        # final verdict (where the verdict is also counted) with a small tuple; it only appends
+        # to a bounded queue, the recorder's thread does the rest.
+        self.audit: Callable[[Seen], None] | None = None
 
     # --- explicit proxy: CONNECT ----------------------------------------------------------
     @_fail_closed
@@ -78,11 +83,14 @@ class Enforce:
             flow.response = http.Response.make(400, "Ongeldige host / Invalid host\n")
             return
         started = time.perf_counter()
-        verdict = engine.decide(client_address(flow.client_conn.peername[0]), host)
+        client = client_address(flow.client_conn.peername[0])
+        verdict = engine.decide(client, host)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         flow.metadata[META] = verdict.as_dict()
         if verdict.blocked and (verdict.inspection != "intercept" or engine.undecrypted(host)):
             _record(verdict)
+            if self.audit is not None:   # AUDIT HAND-OFF
+                self.audit(Seen(time.time(), "connect", verdict, client, [host], None))
             flow.response = http.Response.make(
                 403, f"Geblokkeerd / Blocked: {verdict.rule} ({verdict.source})\n",
                 {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
@@ -111,12 +119,15 @@ class Enforce:
             self._refuse.add(client_conn.id)
             return
         started = time.perf_counter()
-        verdict = engine.decide_all(client_address(client_conn.peername[0]), names)
+        client = client_address(client_conn.peername[0])
+        verdict = engine.decide_all(client, names)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         if verdict.inspection == "intercept" and not any(engine.undecrypted(n) for n in names):
             metrics.TLS_PASSTHROUGH.labels(verdict.zone, "intercept").inc()
             return  # decrypted: every request inside is decided on its URL
         _record(verdict)
+        if self.audit is not None:   # AUDIT HAND-OFF
+            self.audit(Seen(time.time(), "tls", verdict, client, names, None))
         if verdict.blocked:
             metrics.TLS_PASSTHROUGH.labels(verdict.zone, "refused").inc()
             self._refuse.add(client_conn.id)
@@ -158,10 +169,14 @@ class Enforce:
                                                {"Content-Type": "text/plain; charset=utf-8"})
             return
         started = time.perf_counter()
-        verdict = engine.decide_all(client_address(flow.client_conn.peername[0]), names, req.path or "/")
+        client = client_address(flow.client_conn.peername[0])
+        path = req.path or "/"
+        verdict = engine.decide_all(client, names, path)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         flow.metadata[META] = verdict.as_dict()
         _record(verdict)
+        if self.audit is not None:   # AUDIT HAND-OFF
+            self.audit(Seen(time.time(), "http", verdict, client, names, path))
         if verdict.blocked:
             policy = engine.policy
             title = policy.titles.get(verdict.category) if verdict.category else None

@@ -22,3 +22,11 @@ WORKFLOW = {
     "active_exams": Gauge("poortwachter_active_exams", "Zones in exam mode now"),
     "active_exclusions": Gauge("poortwachter_active_exclusions", "Network exclusions in force now"),
 }
+
+# The audit recorder (addons/audit.py): counts and sizes only, never a subject or a host.
+# result: recorded (written to the store at once), spooled (went to the disk spool because the
+# store failed or was slow), replayed (written from the spool later), dropped (the in-memory queue
+# was full: never accepted).
+AUDIT_EVENTS = Counter("poortwachter_audit_events", "Audit events by what became of them", ["result"])
+AUDIT_SPOOL_BYTES = Gauge("poortwachter_audit_spool_bytes", "Bytes of audit events waiting in the disk spool")
+AUDIT_QUEUE_DEPTH = Gauge("poortwachter_audit_queue_depth", "Audit events waiting in memory to be sealed and written")

@@ -265,3 +265,67 @@ class UnblockRequestRow(Base):
     decided_at: Mapped[dt.datetime | None]
     decision_reason: Mapped[str] = mapped_column(Text)
     grant_id: Mapped[int | None] = mapped_column(ForeignKey("grants.id"))
+
+
+# --- the audit log (issue 4) -------------------------------------------------------------------
+# Appended section; its imports are here so that edits above and below do not collide.
+from sqlalchemy import BigInteger, LargeBinary, PrimaryKeyConstraint, UniqueConstraint  # noqa: E402
+
+# SQLite auto-numbers only an INTEGER PRIMARY KEY (the rowid); elsewhere a 64-bit key.
+AUDIT_ID = BigInteger().with_variant(Integer(), "sqlite")
+PERIOD = 16      # "2026-W48"
+
+
+class AuditEventRow(Base):
+    """One recorded verdict (audit/record.py). Counts need only the clear columns; who and what
+    is in `sealed`, encrypted to the escrow public key: nobody holding only the database (or the
+    gateway) can read it. `id` is the event's place in the Merkle log; (gateway, seq) makes a
+    replay from a gateway's spool idempotent."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        UniqueConstraint("gateway", "seq"),
+        Index("ix_audit_events_period_pseudonym", "period", "pseudonym"),
+    )
+
+    id: Mapped[int] = mapped_column(AUDIT_ID, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    gateway: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(16))          # http, connect, tls
+    zone: Mapped[str] = mapped_column(String(NAME))
+    role: Mapped[str] = mapped_column(String(NAME))
+    slot: Mapped[str | None] = mapped_column(String(NAME))  # the timetable block of the verdict
+    category: Mapped[str | None] = mapped_column(String(NAME))
+    action: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str] = mapped_column(String(NAME))
+    source: Mapped[str] = mapped_column(String(NAME))
+    period: Mapped[str] = mapped_column(String(PERIOD))    # the pseudonym period (ISO week)
+    pseudonym: Mapped[str | None] = mapped_column(String(64))
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditPeriodKeyRow(Base):
+    """A gateway's pseudonym key of one period, sealed to the escrow key: only an approved case
+    (the escrow shares) opens it to find one subject's events."""
+
+    __tablename__ = "audit_period_keys"
+    __table_args__ = (PrimaryKeyConstraint("gateway", "period"),)
+
+    gateway: Mapped[str] = mapped_column(String(NAME))
+    period: Mapped[str] = mapped_column(String(PERIOD))
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime]
+
+
+class AuditKeyRow(Base):
+    """The public halves of the audit keys, from the key ceremony: what events are sealed to and
+    what checkpoints are verified with."""
+
+    __tablename__ = "audit_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    escrow_public: Mapped[bytes] = mapped_column(LargeBinary)
+    checkpoint_public: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime]

@@ -56,14 +56,18 @@ def cpu_seconds(pid: int) -> float:
 
 class Mitmdump:
     def __init__(self, name: str, workdir: Path, confdir: Path, upstream_ca: Path,
-                 gateway: dict[str, str] | None = None, cpus: set[int] | None = None) -> None:
-        """`gateway`: the poortwachter_* options; None for bare mitmdump."""
+                 gateway: dict[str, str] | None = None, cpus: set[int] | None = None,
+                 script: Path | None = None, env: dict[str, str] | None = None) -> None:
+        """`gateway`: the poortwachter_* options, None for bare mitmdump; `script` replaces
+        addons/gateway.py (the anatomy probe loads it itself); `env`: extra environment."""
         self.name = name
         self.workdir = workdir
         self.confdir = confdir
         self.upstream_ca = upstream_ca
         self.gateway = gateway
         self.cpus = cpus
+        self.script = script
+        self.env = env or {}
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"{name}.log"
@@ -71,7 +75,9 @@ class Mitmdump:
 
     def argv(self) -> list[str]:
         argv = [str(MITMDUMP)]
-        if self.gateway is not None:
+        if self.script is not None:
+            argv += ["-s", str(self.script)]
+        elif self.gateway is not None:
             argv += ["-s", str(GATEWAY_SCRIPT)]
         argv += [
             "--mode", "regular",
@@ -95,7 +101,7 @@ class Mitmdump:
     def start(self, extra_ports: tuple[int, ...] = ()) -> Mitmdump:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=clean_env(),
+                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=clean_env() | self.env,
                                          start_new_session=True, preexec_fn=pinned(self.cpus))
         deadline = time.monotonic() + START_TIMEOUT
         while not all(port_open(p) for p in (self.port, *extra_ports)):

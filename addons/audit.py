@@ -1,0 +1,159 @@
+"""Records an audit event for every final verdict the policy says to record, off the hot path.
+
+The enforcing addon hands each final verdict over through `accept` (one bounded deque append,
+see addons/enforce.py); the background writer (addons/audit_writer.py) seals, numbers, batches
+and stores them, spooling to <data dir>/audit/spool when the store cannot take them.
+
+Options (mitmproxy options rather than policy settings: what to record is the school's choice,
+but it is fixed per installation and documented with the key ceremony):
+- poortwachter_audit: "blocks_and_hosts" (default: every block, and every allowed connection or
+  request with its host only), "all" (like blocks_and_hosts, but the path is kept for allowed
+  requests too when urls are on), "blocks" (blocks only) or "off".
+- poortwachter_audit_urls: "true" to seal the request path with the host; default "false".
+- poortwachter_audit_gateway: this gateway's name in the audit log (default: the host name).
+- poortwachter_audit_interval / _timeout: seconds between batches, and how long a store write
+  may take before its batch goes to the spool.
+
+Without an escrow public key (<data dir>/audit/escrow.pub, from the key ceremony) events keep
+their clear fields only: nothing personal is recorded, and the log says so once.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import deque
+
+from mitmproxy import ctx, exceptions
+
+from poortwachter import metrics
+from poortwachter.audit.keystore import EscrowKeyError, KeyStore, audit_dir
+from poortwachter.audit.record import Seen
+from poortwachter.audit.sequence import SequenceFile
+from poortwachter.audit.spool import Spool, SpoolLocked
+from poortwachter.paths import resolve_data_dir
+from poortwachter.store import default_url
+
+from .audit_writer import Writer
+from .engine import EngineAddon
+from .options import seconds
+from .state_sync import store_url
+
+log = logging.getLogger("poortwachter")
+
+MODES = ("blocks_and_hosts", "all", "blocks", "off")
+QUEUE_MAX = 100_000       # events waiting in memory; beyond this they are dropped (and counted)
+
+
+class AuditRecorder:
+    def __init__(self, engine: EngineAddon) -> None:
+        self.engine = engine
+        self.queue: deque[Seen] = deque()
+        self.writer: Writer | None = None
+        self._where: tuple[str, str, str] | None = None    # (data dir, store url, gateway) of the writer
+        self._on = True
+        self._allowed_too = True
+        self._urls = False
+        self._urls_allowed = False
+        self._full = False                                  # said once per overflow
+        self._wake_at = 5000
+        self._wake: threading.Event | None = None
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option("poortwachter_audit", str, "blocks_and_hosts",
+                          f"Which verdicts get an audit event: {', '.join(MODES)}.")
+        loader.add_option("poortwachter_audit_urls", str, "false",
+                          "Seal the request path with the host in audit events (true/false).")
+        loader.add_option("poortwachter_audit_gateway", str, "",
+                          "This gateway's name in the audit log; empty: the host name.")
+        loader.add_option("poortwachter_audit_interval", str, "0.2", "Seconds between audit batches.")
+        loader.add_option("poortwachter_audit_timeout", str, "2.0",
+                          "Seconds an audit write may take before its batch is spooled to disk.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "poortwachter_audit" in updated:
+            mode = ctx.options.poortwachter_audit
+            if mode not in MODES:
+                raise exceptions.OptionsError(f"poortwachter_audit: not one of {', '.join(MODES)}: {mode!r}")
+            self._on = mode != "off"
+            self._allowed_too = mode in ("blocks_and_hosts", "all")
+        if updated & {"poortwachter_audit", "poortwachter_audit_urls"}:
+            urls = ctx.options.poortwachter_audit_urls.strip().lower()
+            if urls not in ("true", "false"):
+                raise exceptions.OptionsError(f"poortwachter_audit_urls: not true or false: {urls!r}")
+            self._urls = urls == "true"
+            self._urls_allowed = self._urls and ctx.options.poortwachter_audit == "all"
+        interval = seconds("poortwachter_audit_interval", ctx.options.poortwachter_audit_interval, low=0.01, high=60)
+        timeout = seconds("poortwachter_audit_timeout", ctx.options.poortwachter_audit_timeout, low=0.1, high=600)
+        if self.writer is not None:
+            self.writer.interval, self.writer.timeout = interval, timeout
+        if not self._on:
+            self._stop()
+            return
+        data_dir = str(resolve_data_dir(ctx.options.poortwachter_data_dir or None))
+        url = ctx.options.poortwachter_db or default_url(resolve_data_dir(data_dir))
+        gateway = ctx.options.poortwachter_audit_gateway or socket.gethostname()
+        where = (data_dir, url, gateway)
+        if where != self._where:
+            self._stop()
+            self._start(where, interval, timeout)
+
+    # --- the hot path --------------------------------------------------------------------------
+    def accept(self, seen: Seen) -> None:
+        """Called by Enforce for each final verdict: filter, then one append (never blocks)."""
+        if not self._on or (not self._allowed_too and seen.verdict.action != "block"):
+            return
+        queue = self.queue
+        if len(queue) >= QUEUE_MAX:
+            metrics.AUDIT_EVENTS.labels("dropped").inc()
+            if not self._full:
+                self._full = True
+                log.error("audit queue full, events dropped (audit-wachtrij vol)")
+            return
+        queue.append(seen)
+        if len(queue) == self._wake_at and self._wake is not None:
+            self._wake.set()          # a burst: do not wait for the interval
+
+    def _wants_path(self, seen: Seen) -> bool:
+        return self._urls and (self._urls_allowed or seen.verdict.action == "block")
+
+    # --- the writer --------------------------------------------------------------------------
+    def _start(self, where: tuple[str, str, str], interval: float, timeout: float) -> None:
+        data_dir, url, gateway = where
+        directory = audit_dir(resolve_data_dir(data_dir))
+        keystore = KeyStore(directory, load=False)
+        try:
+            keystore.load()
+        except EscrowKeyError as exc:   # the proxy keeps filtering; the log gets nothing personal
+            log.error("escrow key unusable, audit events keep their clear fields only "
+                      "(escrow-sleutel onbruikbaar): %s", exc)
+        if keystore.escrow_public is None:
+            log.warning("no escrow key (geen escrow-sleutel) in %s: audit events keep their clear fields only, "
+                        "nothing personal is recorded; run the key ceremony (poortwachter keys init)", directory)
+        try:
+            spool = Spool(directory / "spool")
+        except SpoolLocked:
+            raise exceptions.OptionsError(
+                "Audit-spool in gebruik door een ander proces / Audit spool in use by another process: "
+                f"{directory / 'spool'}") from None
+        if spool.dropped_bytes:
+            log.warning("audit spool: a torn record from a crash was dropped (%d bytes)", spool.dropped_bytes)
+        self.writer = Writer(queue=self.queue, keystore=keystore, spool=spool,
+                             sequence=SequenceFile(directory / "seq"), url=store_url(url), gateway=gateway,
+                             urls=self._wants_path, interval=interval, timeout=timeout).start()
+        self._wake = self.writer.wake
+        self._wake_at = self.writer.batch
+        self._where = where
+        self._full = False
+        if not spool.empty:
+            log.info("audit spool holds %d bytes from before: replayed once the store answers", spool.size_bytes)
+
+    def _stop(self) -> None:
+        writer, self.writer, self._where, self._wake = self.writer, None, None, None
+        if writer is not None and not writer.stop():
+            log.error("audit writer did not finish in time (audit-schrijver niet op tijd klaar)")
+
+    def done(self) -> None:
+        self._on = False      # from here nothing is accepted: all that was is flushed or spooled
+        self._stop()

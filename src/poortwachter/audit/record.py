@@ -1,0 +1,155 @@
+"""An audit event built from a verdict: what is counted stays in the clear, who and what is sealed.
+
+Pure: no I/O, no clock, no proxy, no database. The hot path hands over a `Seen` (a cheap tuple);
+the recorder's background thread turns it into an `AuditEvent` with `build_event`.
+
+- Clear (for counts, and to find a case's events): seq, time, gateway, kind of decision, zone,
+  role, timetable slot, category, action, rule, reglement article, pseudonym period, pseudonym.
+- Sealed to the escrow public key (audit/seal.py): the subject (client address) and the details
+  (host names; the path only where the policy asks for URLs). The seal's associated data is the
+  canonical clear part, so a sealed blob cannot be moved onto another event without unseal failing.
+- Without an escrow key nothing personal is recorded: the event keeps its clear fields only
+  (no pseudonym, no sealed part). Never plaintext.
+
+`AuditEvent.canonical()` is the byte string the Merkle leaf hashes and the spool stores: sorted-key
+ASCII JSON, so a verifier rebuilds it exactly from a database row (`AuditEvent.from_canonical`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from .merkle import leaf_hash
+from .seal import seal
+
+FORMAT = 1
+Kind = Literal["http", "connect", "tls"]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Seen(NamedTuple):
+    """What the enforcing addon hands over for one final verdict (built on the hot path: keep cheap)."""
+
+    at: float                # time.time() of the decision: wall-clock time, whatever the policy clock says
+    kind: str                # "http", "connect" (a CONNECT refused in a passthrough zone) or "tls" (passthrough)
+    verdict: Any             # poortwachter.decide.Verdict (Any: the hot path must not pay for a check)
+    client: IPAddress
+    names: list[str]         # the normalised host names that were judged, the first one is the host
+    path: str | None         # the request path (HTTP only)
+
+
+CLEAR = ("action", "at", "category", "gateway", "kind", "period", "pseudonym", "role", "rule", "seq", "slot",
+         "source", "zone")   # the clear fields, in canonical (sorted) order; "sealed" and "v" complete it
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    seq: int                 # per gateway, strictly increasing; (gateway, seq) makes a replay idempotent
+    at: dt.datetime          # aware UTC, microseconds
+    gateway: str
+    kind: str
+    zone: str
+    role: str
+    slot: str | None         # the timetable block the verdict was taken in (e.g. "1e-blok")
+    category: str | None
+    action: str
+    rule: str
+    source: str              # the reglement article behind the rule
+    period: str              # the pseudonym period (ISO week, audit/pseudonym.period_of)
+    pseudonym: str | None    # None without an escrow key, or when the period's key is gone
+    sealed: bytes | None     # subject + details sealed to the escrow key; None without an escrow key
+    _canonical: bytes | None = field(default=None, init=False, compare=False, repr=False)
+
+    def clear(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in CLEAR}
+        out["at"] = format_time(self.at)
+        out["v"] = FORMAT
+        return out
+
+    def aad(self) -> bytes:
+        """Associated data of the seal: the canonical clear part."""
+        return _dumps(self.clear())
+
+    def canonical(self) -> bytes:
+        """The whole event as bytes: the Merkle leaf's data and the spool's record."""
+        if self._canonical is None:
+            out = self.clear()
+            out["sealed"] = base64.b64encode(self.sealed).decode("ascii") if self.sealed is not None else None
+            object.__setattr__(self, "_canonical", _dumps(out))   # computed once: spool, row and leaf share it
+        assert self._canonical is not None
+        return self._canonical
+
+    def leaf_hash(self) -> bytes:
+        return leaf_hash(self.canonical())
+
+    @classmethod
+    def from_canonical(cls, data: bytes) -> AuditEvent:
+        raw = json.loads(data)
+        if raw.pop("v", None) != FORMAT:
+            raise ValueError("unknown audit event format")
+        raw["at"] = parse_time(raw["at"])
+        sealed = raw.pop("sealed")
+        event = cls(**raw, sealed=base64.b64decode(sealed) if sealed is not None else None)
+        if event.canonical() != data:
+            raise ValueError("audit event not in canonical form")
+        return event
+
+    def row(self) -> dict[str, Any]:
+        """Column values for the store (audit_events), leaf hash included."""
+        out = {name: getattr(self, name) for name in CLEAR}
+        out["sealed"] = self.sealed
+        out["leaf_hash"] = self.leaf_hash()
+        return out
+
+
+def build_event(seen: Seen, *, seq: int, gateway: str, at: dt.datetime, period: str,
+                pseudonym: str | None, escrow_public: bytes | None, urls: bool) -> AuditEvent:
+    """The event of one verdict. `pseudonym` comes from the period key of `period` (None if there
+    is none); without `escrow_public` the event keeps its clear fields only."""
+    v = seen.verdict
+    if escrow_public is None:
+        pseudonym = None
+    clear = AuditEvent(seq=seq, at=at, gateway=gateway, kind=seen.kind, zone=v.zone, role=v.role,
+                       slot=v.period, category=v.category, action=v.action, rule=v.rule, source=v.source,
+                       period=period, pseudonym=pseudonym, sealed=None)
+    if escrow_public is None:
+        return clear
+    return AuditEvent(seq=seq, at=at, gateway=gateway, kind=seen.kind, zone=v.zone, role=v.role,
+                      slot=v.period, category=v.category, action=v.action, rule=v.rule, source=v.source,
+                      period=period, pseudonym=pseudonym,
+                      sealed=seal(escrow_public, details(seen, urls=urls), clear.aad()))
+
+
+def details(seen: Seen, *, urls: bool) -> bytes:
+    """The plaintext that is sealed: the subject and what it asked for."""
+    names = list(dict.fromkeys(seen.names))          # distinct, in the order judged
+    out: dict[str, Any] = {"subject": {"client": str(seen.client)}, "details": {"host": names[0] if names else ""}}
+    if len(names) > 1:
+        out["details"]["names"] = names               # e.g. a Host header that differs from the SNI
+    if urls and seen.path is not None:
+        out["details"]["path"] = seen.path
+    return _dumps(out)
+
+
+def subject_of(seen: Seen) -> str:
+    """The string the pseudonym is computed over (and a case computes it from)."""
+    return str(seen.client)
+
+
+def format_time(when: dt.datetime) -> str:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("audit times are timezone-aware")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
