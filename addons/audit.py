@@ -48,7 +48,7 @@ QUEUE_MAX = 100_000       # events waiting in memory; beyond this they are dropp
 
 class AuditRecorder:
     def __init__(self, engine: EngineAddon) -> None:
-        self.engine = engine
+        self.engine = engine   # not needed to record (events carry the verdict); kept as every addon has it
         self.queue: deque[Seen] = deque()
         self.writer: Writer | None = None
         self._where: tuple[str, str, str] | None = None    # (data dir, store url, gateway) of the writer

@@ -52,6 +52,7 @@ class Job:
     keys: dict[str, bytes]                  # sealed period keys to store first
     segment: Segment | None = None
     spooled: bool = False                   # its events are safe in the spool already
+    timed_out: bool = False                 # took longer than the writer's timeout
     started: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     result: Inserted | None = None
@@ -153,7 +154,8 @@ class Writer:
         """Flush or spool everything accepted; True if the writer finished in time."""
         self._stopping.set()
         self.wake.set()
-        self._thread.join(timeout if timeout is not None else self.timeout + 30)
+        # _final bounds itself (store waits by `timeout`); the margin is for sealing what is queued
+        self._thread.join(timeout if timeout is not None else self.timeout + 5)
         finished = not self._thread.is_alive()
         if finished:
             self.spool.close()
@@ -188,10 +190,12 @@ class Writer:
         job = self._job
         if job is not None:
             if not job.done.is_set():
-                if not job.spooled and time.monotonic() - job.started > self.timeout:
+                if not job.timed_out and time.monotonic() - job.started > self.timeout:
+                    job.timed_out = True
                     self._unhealthy(f"no answer within {self.timeout:g} s (geen antwoord)")
+                if job.timed_out and not job.spooled:
                     job.spooled = self._spool_events(job.events)
-                if job.spooled:
+                if job.timed_out and job.spooled:
                     self._spool_pending()       # behind the slow job's batch, in order
                 self._publish()
                 return
@@ -240,12 +244,12 @@ class Writer:
             return False
         assert job.result is not None
         if not self._healthy:
-            log.info("audit store reachable again (audit-opslag weer bereikbaar)")
+            log.info("audit: database reachable again, replaying the spool (audit-database weer bereikbaar)")
             self._healthy = True
         if job.kind == "replay":
             assert job.segment is not None
-            self.spool.ack(job.segment)
-            metrics.AUDIT_EVENTS.labels("replayed").inc(job.result.inserted)
+            metrics.AUDIT_EVENTS.labels("replayed").inc(job.result.inserted)   # counted before the
+            self.spool.ack(job.segment)                                       # spool shows empty
         else:
             metrics.AUDIT_EVENTS.labels("recorded").inc(job.result.inserted)
         for period in job.keys:
@@ -254,6 +258,7 @@ class Writer:
         self._first_job = False
         if job.result.conflicts:
             # never a replay: the store holds OTHER events under these numbers (a copied data dir?)
+            metrics.AUDIT_EVENTS.labels("dropped").inc(len(job.result.conflicts))
             log.error("audit: %d events not stored, their sequence numbers are taken by other events of "
                       "gateway %r (volgnummers al gebruikt)", len(job.result.conflicts), self.gateway)
         return True
@@ -261,7 +266,8 @@ class Writer:
     def _unhealthy(self, why: str) -> None:
         # Only the kind of failure: a driver's message may carry the database host or a query.
         if self._healthy:
-            log.warning("audit store unreachable, spooling to disk (audit-opslag onbereikbaar): %s", why)
+            log.warning("audit: database unreachable, events go to the disk spool (audit-database onbereikbaar): %s",
+                        why)
             self._healthy = False
         self._retry_at = time.monotonic() + self.retry
 
@@ -285,7 +291,9 @@ class Writer:
         if overflow > 0:   # neither the store nor the disk takes anything: memory is the last limit
             metrics.AUDIT_EVENTS.labels("dropped").inc(overflow)
             log.error("audit: %d events dropped, neither store nor spool takes them", overflow)
-            del self._pending[:overflow]
+            older = min(overflow, len(self._pending))
+            del self._pending[:older]
+            del out[:overflow - older]
         return out
 
     def _keys(self, events: list[AuditEvent]) -> dict[str, bytes]:
@@ -347,31 +355,37 @@ class Writer:
 
     # --- stopping --------------------------------------------------------------------------------
     def _final(self) -> None:
+        """Stopping: what is in the store's hands, pending or queued is stored if the store answers
+        within `timeout`, else spooled; sealed and made durable batch by batch, oldest first."""
         deadline = time.monotonic() + self.timeout
-        self._pending.extend(self._seal(None))
-        job = self._job
+        job, self._job = self._job, None
         if job is not None:
             job.done.wait(max(0.0, deadline - time.monotonic()))
-            if not job.done.is_set():
-                if not job.spooled:
-                    job.spooled = self._spool_events(job.events)
-                self._spool_pending()
-                self._publish()
-                return
-            self._job = None
-            self._finish(job)
-        if self._pending and self.spool.empty and self._healthy:
-            events, self._pending = self._pending, []
-            job = Job("insert", events, self._keys(events))
-            self._submit(job)
-            job.done.wait(max(0.0, deadline - time.monotonic()))
             if job.done.is_set():
-                self._job = None
                 self._finish(job)
             elif not job.spooled:
                 job.spooled = self._spool_events(job.events)
-        self._spool_pending()
+        # the store only if nothing is spooled (order) and it answered its last job in time
+        to_store = job is None or job.done.is_set()
+        to_store = to_store and self._healthy and self.spool.empty
+        while True:
+            self._pending.extend(self._seal(self.batch))
+            if not self._pending:
+                break
+            if to_store:
+                events, self._pending = self._pending[:self.batch], self._pending[self.batch:]
+                job = Job("insert", events, self._keys(events))
+                self.store.submit(job)
+                job.done.wait(max(0.0, deadline - time.monotonic()))
+                if job.done.is_set() and self._finish(job):
+                    continue
+                to_store = False
+                if not job.spooled and not self._spool_events(job.events):
+                    self._pending[:0] = job.events
+                    break
+            elif not self._spool_pending():
+                break
         self._publish()
-        if self._pending:
-            log.error("audit: %d events could be neither stored nor spooled at shutdown", len(self._pending))
-
+        if self._pending or self.queue:
+            log.error("audit: %d events could be neither stored nor spooled at shutdown",
+                      len(self._pending) + len(self.queue))

@@ -262,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_policy_schema)
 
+    from .audit.cli import register as register_audit
+    from .audit.verify_cli import register as register_audit_verify
     from .console.cli import register as register_console
     from .lists.cli import register as register_lists
     from .workflow.cli import register as register_workflow
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_lists(sub)
     register_workflow(sub)
     register_console(sub)
+    register_audit(sub)
+    register_audit_verify(sub)
     return parser
 
 

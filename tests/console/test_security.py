@@ -24,6 +24,10 @@ MANAGERS = frozenset({"leidinggevende", "ict"})
 TEACHERS = frozenset({"docent", "ict"})
 EXAMS = frozenset({"examencoordinator", "ict"})
 EXCLUDERS = frozenset({"directie", "ict"})
+CASES = frozenset({"directie", "ict"})
+CASE_OPENERS = frozenset({"directie"})
+CASE_APPROVERS = frozenset({"ict"})
+LEDGER_READERS = frozenset({"directie", "ict", "fg", "mr"}) & ANY   # FG and MR once the accounts have them
 
 # Every route and action of the console with who may use it. {id} is filled with a real object.
 ROUTES: list[tuple[str, str, frozenset[str] | str]] = [
@@ -51,6 +55,15 @@ ROUTES: list[tuple[str, str, frozenset[str] | str]] = [
     ("GET", "/uitsluitingen", EXCLUDERS),
     ("POST", "/uitsluitingen/toevoegen", EXCLUDERS),
     ("POST", "/uitsluitingen/{ban_id}/beeindigen", EXCLUDERS),
+    ("GET", "/zaken", CASES),
+    ("POST", "/zaken/openen", CASE_OPENERS),
+    ("GET", "/zaken/{case_id}", CASES),
+    ("POST", "/zaken/{case_id}/goedkeuren", CASE_APPROVERS),
+    ("POST", "/zaken/{case_id}/inzien", CASES),
+    ("POST", "/zaken/{case_id}/exporteren", CASES),
+    ("POST", "/zaken/{case_id}/sluiten", CASES),
+    ("POST", "/zaken/{case_id}/informeren", CASES),
+    ("GET", "/logboek", LEDGER_READERS),
 ]
 PROTECTED = [(m, p, r) for m, p, r in ROUTES if r != PUBLIC]
 POSTS = [(m, p, r) for m, p, r in ROUTES if m == "POST"]
@@ -73,6 +86,12 @@ FORMS: dict[str, dict[str, object]] = {
     "/examen/{exam_id}/beeindigen": {"reason": "klaar"},
     "/uitsluitingen/toevoegen": {"subject": "10.30.4.5", "until": "2025-03-11T10:00", "reason": "art. 7"},
     "/uitsluitingen/{ban_id}/beeindigen": {"reason": "klaar"},
+    "/zaken/openen": {"reference": "INC-1", "article": "art. 7", "description": "d", "reason": "r",
+                      "subject": "10.30.4.5", "start": "2025-03-03T08:00", "end": "2025-03-07T16:00"},
+    "/zaken/{case_id}/inzien": {"share_1": "{}", "passphrase_1": "x"},
+    "/zaken/{case_id}/exporteren": {"share_1": "{}", "passphrase_1": "x", "format": "csv"},
+    "/zaken/{case_id}/sluiten": {"outcome": "klaar"},
+    "/zaken/{case_id}/informeren": {"note": "brief"},
 }
 
 
@@ -96,8 +115,15 @@ def objects(console: Console) -> dict[str, int]:
                              until=NOW + dt.timedelta(minutes=30), reason="toets", now=NOW)
         ban_id = exclude(s, user=ict, subject="10.30.9.9", until=NOW + dt.timedelta(hours=2),
                          reason="art. 7", now=NOW)
+        from poortwachter.audit.cases import open_case
+        from poortwachter.workflow import list_users
+
+        directie = next(u for u in list_users(s) if u.role == "directie")
+        case_id = open_case(s, user=directie, reference="INC-1", article="art. 7", description="d", reason="r",
+                            subject="10.30.9.9", window_start=NOW - dt.timedelta(days=2),
+                            window_end=NOW - dt.timedelta(days=1), now=NOW)
     return {"request_id": request_id, "grant_id": grant_id, "opening_id": opening_id, "exam_id": exam_id,
-            "ban_id": ban_id}
+            "ban_id": ban_id, "case_id": case_id}
 
 
 def fill(path: str, objects: dict[str, int]) -> str:

@@ -17,10 +17,11 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..audit import cases as audit_cases
 from ..clock import Clock, system_clock
 from ..store.db import open_store
 from ..workflow.classroom import record_expiries
-from . import classroom, dashboard, exclusions, login, public, unblocks
+from . import cases, classroom, dashboard, exclusions, login, public, unblocks
 from .policyview import PolicyView
 from .security import SecurityHeaders
 from .web import ANY_STAFF, PUBLIC, Console, make_env, not_allowed, not_found, page
@@ -35,6 +36,10 @@ MANAGERS = frozenset({"leidinggevende", "ict"})
 TEACHERS = frozenset({"docent", "ict"})
 EXAMS = frozenset({"examencoordinator", "ict"})
 EXCLUDERS = frozenset({"directie", "ict"})
+CASES = frozenset(audit_cases.CASE_ROLES)
+CASE_OPENERS = frozenset(audit_cases.OPENERS)
+CASE_APPROVERS = frozenset(audit_cases.APPROVERS)
+LEDGER_READERS = frozenset(audit_cases.LEDGER_READERS)
 
 
 def routes() -> list[BaseRoute]:
@@ -74,6 +79,16 @@ def routes() -> list[BaseRoute]:
         get("/uitsluitingen", EXCLUDERS, exclusions.exclusions),
         post("/uitsluitingen/toevoegen", EXCLUDERS, exclusions.add),
         post("/uitsluitingen/{ban_id:int}/beeindigen", EXCLUDERS, exclusions.end),
+        # cases (004 art. 22): directie opens, ICT approves; the ledger is read-only
+        get("/zaken", CASES, cases.cases),
+        post("/zaken/openen", CASE_OPENERS, cases.open_),
+        get("/zaken/{case_id:int}", CASES, cases.detail),
+        post("/zaken/{case_id:int}/goedkeuren", CASE_APPROVERS, cases.approve),
+        post("/zaken/{case_id:int}/inzien", CASES, cases.view),
+        post("/zaken/{case_id:int}/exporteren", CASES, cases.export),
+        post("/zaken/{case_id:int}/sluiten", CASES, cases.close),
+        post("/zaken/{case_id:int}/informeren", CASES, cases.inform),
+        get("/logboek", LEDGER_READERS, cases.ledger),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -28,6 +28,8 @@ TILES = (
          "active_exams", "lopend", "running"),
     Tile("/uitsluitingen", "Uitsluitingen van het netwerk", "Network exclusions", frozenset({"directie", "ict"}),
          "active_exclusions", "actief", "active"),
+    Tile("/zaken", "Zaken (logbestanden inzien)", "Cases (reviewing logs)", frozenset({"directie", "ict"})),
+    Tile("/logboek", "Toegangslogboek", "Access ledger", frozenset({"directie", "ict", "fg", "mr"})),
 )
 
 

@@ -50,6 +50,8 @@ ROLE_TITLES = {
     "docent": "Docent / Teacher",
     "directie": "Directie / School management",
     "examencoordinator": "Examencoördinator / Exam coordinator",
+    "fg": "Functionaris gegevensbescherming / Data protection officer",
+    "mr": "Medezeggenschapsraad / Participation council",
 }
 
 

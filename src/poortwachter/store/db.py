@@ -168,3 +168,12 @@ def _alembic(engine: Engine, run: Callable[[Config], None]) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         run(cfg)
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head

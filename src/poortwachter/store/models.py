@@ -41,7 +41,7 @@ NAMING = {
 GRANT_STATUSES = ("pending", "approved", "rejected")
 OPENING_MODES = ("open", "allowlist")
 # The console's accounts and the unblock workflow (004 art. 11a, 12).
-ROLES = ("ict", "leidinggevende", "docent", "directie", "examencoordinator")
+ROLES = ("ict", "leidinggevende", "docent", "directie", "examencoordinator", "fg", "mr")
 REQUEST_STATUSES = ("submitted", "endorsed", "approved", "declined", "withdrawn")
 GROUNDS = ("lesstof", "professioneel")
 
@@ -191,7 +191,7 @@ class UserRow(Base):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(
-            "role IN ('ict', 'leidinggevende', 'docent', 'directie', 'examencoordinator')", name="role"),
+            "role IN ('ict', 'leidinggevende', 'docent', 'directie', 'examencoordinator', 'fg', 'mr')", name="role"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -329,3 +329,150 @@ class AuditKeyRow(Base):
     escrow_public: Mapped[bytes] = mapped_column(LargeBinary)
     checkpoint_public: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime]
+
+
+# --- cases and the access ledger (issue 4) -----------------------------------------------------
+# Appended section; its imports are here so that edits above and below do not collide.
+from sqlalchemy import CheckConstraint as _Check  # noqa: E402
+from sqlalchemy import ForeignKey as _ForeignKey  # noqa: E402
+from sqlalchemy import Integer as _Integer  # noqa: E402
+from sqlalchemy import LargeBinary as _LargeBinary  # noqa: E402
+from sqlalchemy import String as _String  # noqa: E402
+from sqlalchemy import Text as _Text  # noqa: E402
+from sqlalchemy import UniqueConstraint as _Unique  # noqa: E402
+
+CASE_STATUSES = ("open", "approved", "closed", "expired")
+LEDGER_ACTIONS = ("keys", "open", "approve", "close", "inform", "expire", "view", "export", "refused")
+
+
+class CaseRow(Base):
+    """A case (zaak, 004 art. 22): an established violation for which directie may look at one
+    subject's audit events in one time window, once a second person of another role approved.
+    The subject (a client address) is in the clear here: the case file names whom it is about;
+    it never goes into the ledger, a log line or an error message."""
+
+    __tablename__ = "cases"
+    __table_args__ = (_Check("status IN ('open', 'approved', 'closed', 'expired')", name="status"),)
+
+    id: Mapped[int] = mapped_column(_Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(_String(NAME))      # e.g. the incident number
+    article: Mapped[str] = mapped_column(_String(NAME))        # the reglement article violated
+    description: Mapped[str] = mapped_column(_Text)            # the established violation
+    reason: Mapped[str] = mapped_column(_Text)                 # why the logs are needed
+    subject: Mapped[str] = mapped_column(_String(SUBJECT))     # normalised client address
+    window_start: Mapped[dt.datetime]
+    window_end: Mapped[dt.datetime]
+    ends_at: Mapped[dt.datetime]                               # no unsealing from then on
+    status: Mapped[str] = mapped_column(_String(16), index=True)
+    opened_by: Mapped[str] = mapped_column(_String(NAME))      # "role:username"
+    opened_at: Mapped[dt.datetime]
+    approved_by: Mapped[str | None] = mapped_column(_String(NAME))
+    approved_at: Mapped[dt.datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(_String(NAME))
+    closed_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str] = mapped_column(_Text)                # why it was closed, the result
+    informed_by: Mapped[str | None] = mapped_column(_String(NAME))
+    informed_at: Mapped[dt.datetime | None]
+    informed_note: Mapped[str] = mapped_column(_Text)          # how the subject was informed
+    expired_at: Mapped[dt.datetime | None]
+
+
+class LedgerRow(Base):
+    """The access ledger: who did what to which case when, and how many events a look showed.
+    Never content. Append-only; `leaf_hash` is the RFC 6962 leaf hash of the entry's canonical
+    bytes (audit/cases.py: ledger_canonical), for the ledger's Merkle log."""
+
+    __tablename__ = "access_ledger"
+    __table_args__ = (
+        _Check("action IN ('keys', 'open', 'approve', 'close', 'inform', 'expire', 'view', 'export', "
+               "'refused')", name="action"),
+    )
+
+    id: Mapped[int] = mapped_column(_Integer, primary_key=True)
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(_String(NAME))
+    action: Mapped[str] = mapped_column(_String(16))
+    case_id: Mapped[int | None] = mapped_column(_ForeignKey("cases.id"), index=True)
+    events: Mapped[int | None] = mapped_column(_Integer)       # how many events a look showed
+    note: Mapped[str] = mapped_column(_String(64))             # a fixed code (format, refusal), no text
+    leaf_hash: Mapped[bytes] = mapped_column(_LargeBinary)
+
+
+class EscrowHolderRow(Base):
+    """Who holds share `share_index` of the escrow key `key_id` (k = `threshold`); the share
+    itself is only in the holder's file, protected by the holder's passphrase."""
+
+    __tablename__ = "escrow_holders"
+    __table_args__ = (_Unique("key_id", "holder"),)
+
+    id: Mapped[int] = mapped_column(_Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(_ForeignKey("audit_keys.id"))
+    holder: Mapped[str] = mapped_column(_String(32))           # the label: directie, ict, fg, ...
+    name: Mapped[str] = mapped_column(_String(NAME))
+    share_index: Mapped[int] = mapped_column(_Integer)
+    threshold: Mapped[int] = mapped_column(_Integer)
+    created_at: Mapped[dt.datetime]
+
+
+# --- checkpoints and verifiable retention (issue 4) ----------------------------------------------
+# Appended section; its imports are here so that edits above and below do not collide.
+from sqlalchemy import BigInteger as _CpBigInteger  # noqa: E402
+from sqlalchemy import ForeignKey as _CpForeignKey  # noqa: E402
+from sqlalchemy import Index as _CpIndex  # noqa: E402
+from sqlalchemy import Integer as _CpInteger  # noqa: E402
+from sqlalchemy import LargeBinary as _CpLargeBinary  # noqa: E402
+from sqlalchemy import PrimaryKeyConstraint as _CpPrimaryKey  # noqa: E402
+from sqlalchemy import String as _CpString  # noqa: E402
+from sqlalchemy import Text as _CpText  # noqa: E402
+
+_CP_ID = _CpBigInteger().with_variant(_CpInteger(), "sqlite")
+
+
+class AuditCheckpointRow(Base):
+    """A checkpoint this installation signed (audit/checkpoints.py), kept as the outbox of the
+    exporters. `audit verify` never trusts this table: it checks against the exported copies."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (_CpIndex("ix_audit_checkpoints_log_size", "log", "size"),)
+
+    id: Mapped[int] = mapped_column(_CP_ID, primary_key=True)
+    log: Mapped[str] = mapped_column(_CpString(NAME))
+    size: Mapped[int] = mapped_column(_CpBigInteger)
+    root: Mapped[bytes] = mapped_column(_CpLargeBinary)
+    at: Mapped[dt.datetime]
+    last_key: Mapped[int | None] = mapped_column(_CpBigInteger)   # seq (events) or id (ledger) of leaf size-1
+    note: Mapped[str] = mapped_column(_CpText)                   # the signed note, as exported
+    exported_at: Mapped[dt.datetime | None]
+
+
+class AuditErasureRow(Base):
+    """One retention run over one log: how many events it erased, a digest over their tombstones
+    (seq, leaf hash, time, action) and the cut-off times, signed as a note that leaves the box."""
+
+    __tablename__ = "audit_erasures"
+
+    id: Mapped[int] = mapped_column(_CpInteger, primary_key=True)
+    log: Mapped[str] = mapped_column(_CpString(NAME))
+    at: Mapped[dt.datetime]
+    count: Mapped[int] = mapped_column(_CpInteger)
+    digest: Mapped[bytes] = mapped_column(_CpLargeBinary)
+    allowed_before: Mapped[dt.datetime]
+    blocked_before: Mapped[dt.datetime]
+    note: Mapped[str | None] = mapped_column(_CpText)            # None: no signing key was available
+    exported_at: Mapped[dt.datetime | None]
+
+
+class AuditTombstoneRow(Base):
+    """What is left of an audit event after retention: its place in its gateway's log and its
+    leaf hash (so the Merkle log still verifies), its time and action (so anyone can check it was
+    due), nothing about whom or what it concerned."""
+
+    __tablename__ = "audit_tombstones"
+    __table_args__ = (_CpPrimaryKey("gateway", "seq"),)
+
+    gateway: Mapped[str] = mapped_column(_CpString(NAME))
+    seq: Mapped[int] = mapped_column(_CpBigInteger)
+    at: Mapped[dt.datetime]
+    action: Mapped[str] = mapped_column(_CpString(16))
+    leaf_hash: Mapped[bytes] = mapped_column(_CpLargeBinary)
+    erasure: Mapped[int | None] = mapped_column(_CpForeignKey("audit_erasures.id"), index=True)

@@ -25,6 +25,8 @@ ROLE_TITLES = {
     "docent": "docent / teacher",
     "directie": "directie / management",
     "examencoordinator": "examencoördinator / exam coordinator",
+    "fg": "functionaris gegevensbescherming / data protection officer",
+    "mr": "medezeggenschapsraad / participation council",
 }
 
 

@@ -27,8 +27,10 @@ sys.path.insert(0, str(REPO))
 
 from tests.bench.bench_proxy import start_upstream, urls  # noqa: E402
 from tests.bench.proxy.load import run_curl, write_urls  # noqa: E402
-from tests.bench.proxy.mitm import Mitmdump, free_port  # noqa: E402
-from tests.bench.proxy.world import CLIENT, UPSTREAM_HOST, bench_policy, create_store, install_lists  # noqa: E402
+from tests.bench.proxy.mitm import Mitmdump, free_port, thread_cpu_seconds  # noqa: E402
+from tests.bench.proxy.world import (  # noqa: E402
+    CLIENT, UPSTREAM_HOST, bench_policy, create_store, install_escrow_key, install_lists,
+)
 from tests.e2e.pki import TestCA  # noqa: E402
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -55,6 +57,7 @@ def main() -> int:
         install_lists(data_dir)
         policy = bench_policy(work)
         create_store(data_dir)
+        install_escrow_key(data_dir)
         upstream, http_port, https_port = start_upstream(cert, key, client_cpus)
         confdir = work / "mitmproxy-ca"
         for round_no in range(args.rounds):
@@ -71,13 +74,18 @@ def main() -> int:
                 try:
                     cacert = work / "cas.pem"
                     cacert.write_text((confdir / "mitmproxy-ca-cert.pem").read_text() + ca.pem.read_text())
-                    requests, cpu = 0, 0.0
+                    requests, cpu, main_cpu, other_cpu = 0, 0.0, 0.0, 0.0
+                    assert proxy.proc is not None
                     for scheme, port in (("http", http_port), ("https", https_port)):
                         file = write_urls(work / f"{scheme}.curl", urls(scheme, port, args.requests, 0.0))
                         run_curl(file, proxy, args.concurrency, CLIENT, cacert, client_cpus)  # warm-up
+                        main_before, other_before = thread_cpu_seconds(proxy.proc.pid)
                         run = run_curl(file, proxy, args.concurrency, CLIENT, cacert, client_cpus)
+                        main_after, other_after = thread_cpu_seconds(proxy.proc.pid)
                         requests += run.requests
                         cpu += run.proxy_cpu
+                        main_cpu += main_after - main_before
+                        other_cpu += other_after - other_before
                 finally:
                     proxy.stop()
                 probe = json.loads(out.read_text())
@@ -85,6 +93,7 @@ def main() -> int:
                 total = 2 * requests
                 results[name].append({
                     "cpu_us": 1e6 * cpu / requests,
+                    "main_us": 1e6 * main_cpu / requests, "other_us": 1e6 * other_cpu / requests,
                     "hooks_us": {k: 1e6 * s / total for k, (s, _n) in probe["hooks"].items()},
                     "gc_us": [1e6 * s / total for s in probe["gc_seconds"]],
                     "gc_count": probe["gc_count"], "heap": probe["gc_tracked_objects"],
@@ -102,6 +111,9 @@ def main() -> int:
           f"https requests, {args.concurrency} connections), microseconds per request:")
     rows: list[tuple[str, float, float]] = [
         ("proxy CPU time", med("bare", lambda r: r["cpu_us"]), med("gateway", lambda r: r["cpu_us"])),
+        ("  other threads (audit writer, store sync...)", med("bare", lambda r: r["other_us"]),
+         med("gateway", lambda r: r["other_us"])),
+        ("  main thread (event loop)", med("bare", lambda r: r["main_us"]), med("gateway", lambda r: r["main_us"])),
     ]
     hook_names = sorted({k for r in results["gateway"] for k in r["hooks_us"]})  # type: ignore[attr-defined]
     for hook in hook_names:
@@ -109,11 +121,11 @@ def main() -> int:
     for gen in range(3):
         rows.append((f"  garbage collector, generation {gen}", med("bare", lambda r, g=gen: r["gc_us"][g]),
                      med("gateway", lambda r, g=gen: r["gc_us"][g])))
-    print(f"  {'':<42} {'bare':>8} {'gateway':>8} {'diff':>8}")
+    print(f"  {'':<48} {'bare':>8} {'gateway':>8} {'diff':>8}")
     for label, bare, gateway in rows:
-        print(f"  {label:<42} {bare:8.1f} {gateway:8.1f} {gateway - bare:8.1f}")
-    explained = sum(g - b for label, b, g in rows[1:])
-    print(f"  {'rest (mitmproxy dispatch, caches, noise)':<42} {'':>8} {'':>8} "
+        print(f"  {label:<48} {bare:8.1f} {gateway:8.1f} {gateway - bare:8.1f}")
+    explained = sum(g - b for label, b, g in rows[3:]) + rows[1][2] - rows[1][1]
+    print(f"  {'rest (mitmproxy dispatch, caches, noise)':<48} {'':>8} {'':>8} "
           f"{rows[0][2] - rows[0][1] - explained:8.1f}")
     for name in ("bare", "gateway"):
         r = results[name][-1]

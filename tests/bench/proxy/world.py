@@ -60,6 +60,19 @@ def create_store(data_dir: Path) -> None:
     open_store(default_url(data_dir)).close()
 
 
+def install_escrow_key(data_dir: Path) -> str:
+    """As after the key ceremony: an escrow public key, so the audit recorder seals every event
+    (production's setting; without a key it records clear fields only). A note for the report."""
+    try:
+        from poortwachter.audit.keystore import audit_dir, write_escrow_public
+        from poortwachter.audit.seal import generate_keypair
+    except ImportError as exc:  # the audit package is young: say so rather than fail the benchmark
+        return f"no escrow key installed ({exc})"
+    _private, public = generate_keypair()  # the private half is dropped: nobody opens these events
+    write_escrow_public(audit_dir(data_dir), public)
+    return "escrow key installed: audit events sealed"
+
+
 def explain(policy: Path, data_dir: Path, url: str) -> dict[str, object]:
     import json
 
