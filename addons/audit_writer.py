@@ -33,6 +33,7 @@ from poortwachter import metrics
 from poortwachter.audit.keystore import KeyStore
 from poortwachter.audit.pseudonym import period_of
 from poortwachter.audit.record import AuditEvent, Seen, build_event, subject_of
+from poortwachter.audit.seal import Sealer
 from poortwachter.audit.sequence import SequenceFile
 from poortwachter.audit.spool import Segment, Spool
 from poortwachter.store import Store, open_store
@@ -141,6 +142,8 @@ class Writer:
         self._retry_at = 0.0
         self._spool_failing = False
         self._escrow_checked = time.monotonic()
+        self._sealer: Sealer | None = None      # one key exchange per 256 events (audit/seal.py)
+        self._sealer_key: bytes | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="poortwachter-audit", daemon=True)
         self._publish()
@@ -276,6 +279,8 @@ class Writer:
         out: list[AuditEvent] = []
         keystore, queue = self.keystore, self.queue
         escrow = keystore.escrow_public
+        if escrow is not None and (self._sealer is None or self._sealer_key != escrow):
+            self._sealer, self._sealer_key = Sealer(escrow), escrow
         while queue and (limit is None or len(out) < limit):
             seen = queue.popleft()
             try:
@@ -283,7 +288,7 @@ class Writer:
                 period, pseudonym = keystore.pseudonym(subject_of(seen), at) if escrow else (period_of(at), None)
                 out.append(build_event(seen, seq=self.sequence.next(), gateway=self.gateway, at=at,
                                        period=period, pseudonym=pseudonym, escrow_public=escrow,
-                                       urls=self.urls(seen)))
+                                       urls=self.urls(seen), sealer=self._sealer if escrow else None))
             except Exception as exc:  # one bad event must not hold up the others
                 metrics.AUDIT_EVENTS.labels("dropped").inc()
                 log.error("audit event not recorded (%s)", type(exc).__name__)

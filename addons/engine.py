@@ -8,6 +8,7 @@ policy in force stays.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -67,6 +68,10 @@ class EngineAddon:
             metrics.LIST_ENTRIES.labels(name).set(size)
 
     def running(self) -> None:
+        # Everything loaded at startup (SQLAlchemy, Alembic, the policy, pydantic) lives as long as
+        # the process: keep it out of every later full garbage collection (shorter pauses, lower p99).
+        gc.collect()
+        gc.freeze()
         self._watch = asyncio.get_running_loop().create_task(self._watch_files())
 
     def done(self) -> None:

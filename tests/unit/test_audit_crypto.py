@@ -615,3 +615,17 @@ def test_audit_package_imports_no_framework() -> None:
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_sealer_stream_opens_with_unseal_and_rotates_its_exchange() -> None:
+    from poortwachter.audit.seal import Sealer, SealError, generate_keypair, unseal
+
+    private, public = generate_keypair()
+    sealer = Sealer(public, uses=3)
+    blobs = [sealer.seal(f"event {i}".encode(), b"aad%d" % i) for i in range(7)]
+    assert [unseal(private, b, b"aad%d" % i) for i, b in enumerate(blobs)] == [f"event {i}".encode() for i in range(7)]
+    ephemerals = [b[1:33] for b in blobs]
+    assert ephemerals[0] == ephemerals[2] != ephemerals[3] == ephemerals[5] != ephemerals[6]
+    assert len({b[33:45] for b in blobs}) == 7          # a fresh nonce for every seal
+    with pytest.raises(SealError):
+        unseal(private, blobs[0], b"aad1")               # aad still bound per event

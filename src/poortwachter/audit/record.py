@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from .merkle import leaf_hash
-from .seal import seal
+from .seal import Sealer, seal
 
 FORMAT = 1
 Kind = Literal["http", "connect", "tls"]
@@ -116,7 +116,8 @@ class AuditEvent:
 
 
 def build_event(seen: Seen, *, seq: int, gateway: str, at: dt.datetime, period: str,
-                pseudonym: str | None, escrow_public: bytes | None, urls: bool) -> AuditEvent:
+                pseudonym: str | None, escrow_public: bytes | None, urls: bool,
+                sealer: Sealer | None = None) -> AuditEvent:
     """The event of one verdict. `pseudonym` comes from the period key of `period` (None if there
     is none); without `escrow_public` the event keeps its clear fields only."""
     v = seen.verdict
@@ -126,7 +127,10 @@ def build_event(seen: Seen, *, seq: int, gateway: str, at: dt.datetime, period: 
               "slot": v.period, "category": v.category, "action": v.action, "rule": v.rule,
               "source": v.source, "period": period, "pseudonym": pseudonym}
     aad = _dumps({**fields, "at": format_time(at), "v": FORMAT})
-    sealed = seal(escrow_public, details(seen, urls=urls), aad) if escrow_public is not None else None
+    sealed = None
+    if escrow_public is not None:
+        plain = details(seen, urls=urls)
+        sealed = sealer.seal(plain, aad) if sealer is not None else seal(escrow_public, plain, aad)
     event = AuditEvent(**fields, sealed=sealed)
     event._set_canonical(aad)
     return event

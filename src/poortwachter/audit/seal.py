@@ -74,6 +74,41 @@ def seal(recipient_public: bytes, plaintext: bytes, aad: bytes) -> bytes:
     return header + ChaCha20Poly1305(key).encrypt(nonce, plaintext, header + aad)
 
 
+class Sealer:
+    """`seal` for a stream of events, in the same format: one ephemeral key exchange serves up to
+    `uses` seals (each with its own random nonce) instead of one exchange per event, which costs
+    most of a seal. The ephemeral private key is dropped at once; the derived key is kept in memory
+    only until the next rotation, so at most that many recent events could be opened from a
+    memory dump of the gateway (which sees that traffic live anyway)."""
+
+    def __init__(self, recipient_public: bytes, uses: int = 256) -> None:
+        self._recipient_public = recipient_public
+        self._recipient = _load_public(recipient_public)
+        self._uses = uses
+        self._left = 0
+        self._aead: ChaCha20Poly1305 | None = None
+        self._ephemeral_public = b""
+
+    def _rotate(self) -> None:
+        ephemeral = X25519PrivateKey.generate()
+        self._ephemeral_public = _raw_public(ephemeral.public_key())
+        try:
+            shared = ephemeral.exchange(self._recipient)
+        except ValueError as exc:
+            raise ValueError("recipient public key is not usable") from exc
+        self._aead = ChaCha20Poly1305(_derive(shared, self._ephemeral_public, self._recipient_public))
+        self._left = self._uses
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        if self._left <= 0:
+            self._rotate()
+        self._left -= 1
+        assert self._aead is not None
+        nonce = os.urandom(NONCE_LEN)
+        header = bytes([VERSION]) + self._ephemeral_public + nonce
+        return header + self._aead.encrypt(nonce, plaintext, header + aad)
+
+
 def unseal(recipient_private: bytes, sealed: bytes, aad: bytes) -> bytes:
     """Open a blob made by `seal`; raises SealError on any tampering, wrong key or wrong aad."""
     private = _load_private(recipient_private)

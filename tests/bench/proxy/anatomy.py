@@ -4,10 +4,12 @@
 
 Same world and load as bench_proxy.py (lists, policy, upstream, curl, pinning). Runs bare mitmdump
 and the gateway, each with tests/bench/proxy/probe.py loaded, interleaved, over HTTP and
-intercepted HTTPS, and prints per request: the proxy's CPU time, the time in each Poortwachter
-hook (Enforce.request, SafeSearch.request, ...), and the time in the garbage collector per
-generation, with the size of the tracked heap. What remains of the CPU difference is mitmproxy's
-own work for the addons (dispatching every hook to every addon object, the flows' metadata).
+intercepted HTTPS, and prints per request: the proxy's CPU time, split into the main thread
+(the event loop) and all other threads (the audit recorder's writer and store threads, the state
+sync), the time in each Poortwachter hook (Enforce.request, SafeSearch.request, ...), and the time
+in the garbage collector per generation, with the size of the tracked heap. What remains of the
+CPU difference is mitmproxy's own work for the addons (dispatching every hook to every addon
+object) and noise.
 The probe's per-hook wrappers and GC callbacks cost a little themselves, in both proxies alike.
 """
 

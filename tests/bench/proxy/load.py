@@ -12,7 +12,7 @@ import math
 import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .mitm import Mitmdump, clean_env, pinned
@@ -28,7 +28,6 @@ class Run:
     statuses: Counter[int]
     connects: int                     # new connections curl made (should equal the concurrency)
     proxy_cpu: float = 0.0            # CPU seconds the proxy process used during the run
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
