@@ -13,6 +13,13 @@ but it is fixed per installation and documented with the key ceremony):
 - poortwachter_audit_gateway: this gateway's name in the audit log (default: the host name).
 - poortwachter_audit_interval / _timeout: seconds between batches, and how long a store write
   may take before its batch goes to the spool.
+- poortwachter_checkpoint_dir / _syslog / _mail / _interval: where the signed checkpoints of this
+  gateway's events log and of the access ledger go (audit/checkpoints.py): a directory (default
+  <data dir>/audit/checkpoints), a syslog collector ("udp://HOST:PORT", "tcp://HOST:PORT" or
+  "HOST:PORT"; empty: off), mail to the privacy officer ("smtp-host[:port]/recipient[,recipient]";
+  empty: off), and the seconds between rounds (a round also follows each stored batch, at most
+  every min(5, interval) seconds). Without <data dir>/audit/checkpoint.key (the key ceremony)
+  nothing is checkpointed, and the log says so once.
 
 Without an escrow public key (<data dir>/audit/escrow.pub, from the key ceremony) events keep
 their clear fields only: nothing personal is recorded, and the log says so once.
@@ -24,10 +31,12 @@ import logging
 import socket
 import threading
 from collections import deque
+from pathlib import Path
 
 from mitmproxy import ctx, exceptions
 
 from poortwachter import metrics
+from poortwachter.audit.checkpoints import CheckpointThread, Exporter, exporters_from_options, gateway_checkpoints
 from poortwachter.audit.keystore import EscrowKeyError, KeyStore, audit_dir
 from poortwachter.audit.record import Seen
 from poortwachter.audit.sequence import SequenceFile
@@ -44,6 +53,10 @@ log = logging.getLogger("poortwachter")
 
 MODES = ("blocks_and_hosts", "all", "blocks", "off")
 QUEUE_MAX = 100_000       # events waiting in memory; beyond this they are dropped (and counted)
+# (data dir, store url, gateway), directory, syslog, mail, interval
+CheckpointWhere = tuple[tuple[str, str, str], str, str, str, float]
+CHECKPOINT_MIN_INTERVAL = 5.0   # seconds: stored batches never cause rounds more often than this
+CHECKPOINT_STOP_TIMEOUT = 10.0  # seconds `done` waits for the last checkpoint round
 
 
 class AuditRecorder:
@@ -59,6 +72,8 @@ class AuditRecorder:
         self._full = False                                  # said once per overflow
         self._wake_at = 5000
         self._wake: threading.Event | None = None
+        self.checkpoints: CheckpointThread | None = None
+        self._checkpoint_where: CheckpointWhere | None = None   # what the checkpointer was started with
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option("poortwachter_audit", str, "blocks_and_hosts",
@@ -70,6 +85,15 @@ class AuditRecorder:
         loader.add_option("poortwachter_audit_interval", str, "0.2", "Seconds between audit batches.")
         loader.add_option("poortwachter_audit_timeout", str, "2.0",
                           "Seconds an audit write may take before its batch is spooled to disk.")
+        loader.add_option("poortwachter_checkpoint_dir", str, "",
+                          "Directory for signed audit checkpoints; empty: <data dir>/audit/checkpoints.")
+        loader.add_option("poortwachter_checkpoint_syslog", str, "",
+                          "Syslog collector for signed audit checkpoints (udp://HOST:PORT, tcp://HOST:PORT, "
+                          "HOST:PORT); empty: off.")
+        loader.add_option("poortwachter_checkpoint_mail", str, "",
+                          "Mail signed audit checkpoints: smtp-host[:port]/recipient[,recipient]; empty: off.")
+        loader.add_option("poortwachter_checkpoint_interval", str, "60",
+                          "Seconds between audit checkpoint rounds (also one soon after each stored batch).")
 
     def configure(self, updated: set[str]) -> None:
         if "poortwachter_audit" in updated:
@@ -86,18 +110,28 @@ class AuditRecorder:
             self._urls_allowed = self._urls and ctx.options.poortwachter_audit == "all"
         interval = seconds("poortwachter_audit_interval", ctx.options.poortwachter_audit_interval, low=0.01, high=60)
         timeout = seconds("poortwachter_audit_timeout", ctx.options.poortwachter_audit_timeout, low=0.1, high=600)
+        cp_interval = seconds("poortwachter_checkpoint_interval", ctx.options.poortwachter_checkpoint_interval,
+                              low=0.1, high=86400)
         if self.writer is not None:
             self.writer.interval, self.writer.timeout = interval, timeout
         if not self._on:
             self._stop()
+            self._stop_checkpoints()
             return
         data_dir = str(resolve_data_dir(ctx.options.poortwachter_data_dir or None))
         url = ctx.options.poortwachter_db or default_url(resolve_data_dir(data_dir))
         gateway = ctx.options.poortwachter_audit_gateway or socket.gethostname()
         where = (data_dir, url, gateway)
+        cp_dir = ctx.options.poortwachter_checkpoint_dir or str(audit_dir(Path(data_dir)) / "checkpoints")
+        cp_where: CheckpointWhere = (where, cp_dir, ctx.options.poortwachter_checkpoint_syslog.strip(),
+                                     ctx.options.poortwachter_checkpoint_mail.strip(), cp_interval)
+        exporters = _exporters(cp_dir, cp_where[2], cp_where[3])   # checked before anything restarts
         if where != self._where:
             self._stop()
             self._start(where, interval, timeout)
+        if cp_where != self._checkpoint_where:
+            self._stop_checkpoints()
+            self._start_checkpoints(cp_where, exporters)
 
     # --- the hot path --------------------------------------------------------------------------
     def accept(self, seen: Seen) -> None:
@@ -141,7 +175,8 @@ class AuditRecorder:
             log.warning("audit spool: a torn record from a crash was dropped (%d bytes)", spool.dropped_bytes)
         self.writer = Writer(queue=self.queue, keystore=keystore, spool=spool,
                              sequence=SequenceFile(directory / "seq"), url=store_url(url), gateway=gateway,
-                             urls=self._wants_path, interval=interval, timeout=timeout).start()
+                             urls=self._wants_path, interval=interval, timeout=timeout,
+                             on_stored=self._stored).start()
         self._wake = self.writer.wake
         self._wake_at = self.writer.batch
         self._where = where
@@ -154,6 +189,48 @@ class AuditRecorder:
         if writer is not None and not writer.stop():
             log.error("audit writer did not finish in time (audit-schrijver niet op tijd klaar)")
 
+    # --- checkpoints -----------------------------------------------------------------------------
+    def _start_checkpoints(self, cp_where: CheckpointWhere, exporters: list[Exporter]) -> None:
+        (data_dir, url, gateway), _, _, _, cp_interval = cp_where
+        self._checkpoint_where = cp_where
+        try:
+            thread = gateway_checkpoints(store_url(url), Path(data_dir), gateway, exporters, interval=cp_interval)
+        except ValueError as exc:    # a damaged key file: recording goes on, unsigned
+            log.error("checkpoint signing key unusable, audit logs are not checkpointed "
+                      "(ondertekensleutel onbruikbaar): %s", exc)
+            return
+        if thread is not None:
+            thread.min_interval = min(CHECKPOINT_MIN_INTERVAL, cp_interval)
+            self.checkpoints = thread.start()
+
+    def _stop_checkpoints(self) -> None:
+        thread, self.checkpoints, self._checkpoint_where = self.checkpoints, None, None
+        if thread is not None and not thread.stop(CHECKPOINT_STOP_TIMEOUT):
+            log.error("audit checkpoints did not finish in time (controlepunten niet op tijd klaar)")
+
+    def _stored(self) -> None:
+        """The writer stored a batch (its thread): checkpoint it soon."""
+        thread = self.checkpoints
+        if thread is not None:
+            thread.poke()
+
     def done(self) -> None:
         self._on = False      # from here nothing is accepted: all that was is flushed or spooled
         self._stop()
+        self._stop_checkpoints()   # after the writer: its last round signs what the writer flushed
+
+
+def _exporters(directory: str, syslog: str, mail: str) -> list[Exporter]:
+    """The exporters the checkpoint options ask for; OptionsError on a malformed one."""
+    mail_host, mail_to = "", []
+    if mail:
+        mail_host, sep, recipients = mail.partition("/")
+        mail_to = [r.strip() for r in recipients.split(",") if r.strip()]
+        if not sep or not mail_host or not mail_to:
+            raise exceptions.OptionsError(
+                f"poortwachter_checkpoint_mail: expected smtp-host[:port]/recipient: {mail!r}")
+    try:
+        return exporters_from_options(directory=directory, syslog=syslog or None, mail_host=mail_host or None,
+                                      mail_to=mail_to)
+    except ValueError as exc:
+        raise exceptions.OptionsError(f"poortwachter_checkpoint: {exc}") from None

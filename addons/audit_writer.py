@@ -120,8 +120,10 @@ class Writer:
     def __init__(self, *, queue: deque[Seen], keystore: KeyStore, spool: Spool, sequence: SequenceFile,
                  url: str, gateway: str, urls: Callable[[Seen], bool], interval: float = 0.2,
                  timeout: float = 2.0, retry: float = 1.0, batch: int = 5000, max_pending: int = 200_000,
-                 opener: Callable[[str], Store] = open_store) -> None:
+                 opener: Callable[[str], Store] = open_store,
+                 on_stored: Callable[[], None] | None = None) -> None:
         self.queue = queue
+        self.on_stored = on_stored               # after each successful store job (checkpoints)
         self.keystore = keystore
         self.spool = spool
         self.sequence = sequence
@@ -264,6 +266,11 @@ class Writer:
             metrics.AUDIT_EVENTS.labels("dropped").inc(len(job.result.conflicts))
             log.error("audit: %d events not stored, their sequence numbers are taken by other events of "
                       "gateway %r (volgnummers al gebruikt)", len(job.result.conflicts), self.gateway)
+        if self.on_stored is not None:
+            try:
+                self.on_stored()
+            except Exception:   # noqa: BLE001 - a checkpoint hook must not stop recording
+                log.exception("audit: after-store hook failed")
         return True
 
     def _unhealthy(self, why: str) -> None:
