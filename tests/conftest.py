@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from .dbfixtures import db_url, store  # noqa: F401  (fixtures: both store backends, schema per test)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 

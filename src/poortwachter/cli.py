@@ -223,7 +223,27 @@ def cmd_policy_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE = frozenset({"check-policy", "explain", "classify", "run", "policy-schema", "lists"})
+
+
+def _extensions(only: str | None):  # type: ignore[no-untyped-def]
+    """Subcommands of the workflow, console and audit packages. Importing them pulls in
+    SQLAlchemy, Starlette and the crypto stack, so the gateway's own commands (classify is run by
+    squid per helper process) skip them."""
+    from .lists.cli import register as register_lists
+
+    yield register_lists
+    if only in CORE:
+        return
+    from .audit.cli import register as register_audit
+    from .audit.verify_cli import register as register_audit_verify
+    from .console.cli import register as register_console
+    from .workflow.cli import register as register_workflow
+
+    yield from (register_workflow, register_console, register_audit, register_audit_verify)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poortwachter", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="data directory (default: $POORTWACHTER_DATA_DIR or ~/.local/share/poortwachter)")
@@ -262,25 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_policy_schema)
 
-    from .audit.cli import register as register_audit
-    from .audit.verify_cli import register as register_audit_verify
-    from .console.cli import register as register_console
-    from .lists.cli import register as register_lists
-    from .workflow.cli import register as register_workflow
-
-    register_lists(sub)
-    register_workflow(sub)
-    register_console(sub)
-    register_audit(sub)
-    register_audit_verify(sub)
+    for register in _extensions(only):
+        register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-") and a not in _option_values(argv)), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     args.data_dir = resolve_data_dir(args.data_dir)
     return int(args.func(args) or 0)
+
+
+def _option_values(argv: list[str]) -> set[str]:
+    """Values of the global options before the command (`--data-dir DIR`)."""
+    return {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--data-dir"}
 
 
 if __name__ == "__main__":

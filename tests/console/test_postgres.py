@@ -4,41 +4,27 @@ public form to a grant in the snapshot and back, plus login and logout. The serv
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from poortwachter.store import load_state
 
+from ..dbfixtures import pg_schema, pg_unreachable
+from ..dbfixtures import pg_url as shared_pg_url
 from .conftest import NOW, Console, csrf_of
-
-PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    try:
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            schema = f"pw_console_{uuid.uuid4().hex[:12]}"
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except (SQLAlchemyError, ImportError) as exc:
-        pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
-    # a session time zone far from UTC and Amsterdam, so any time-zone slip shows
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema} -ctimezone=Pacific/Chatham"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    reason = pg_unreachable()
+    if reason:
+        pytest.skip(reason)
+    with pg_schema("pw_console") as schema:
+        yield shared_pg_url(schema)   # session time zone Pacific/Chatham: any time-zone slip shows
 
 
 def test_unblock_flow_on_postgresql(pg_url: str, make_console: Callable[[str], Console]) -> None:

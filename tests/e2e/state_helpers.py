@@ -5,23 +5,19 @@ test can cut to make PostgreSQL unreachable without touching the shared server."
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import os
 import re
 import socket
 import struct
 import threading
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
-
 from poortwachter.store import Store, repo, state_revision
 
+from ..dbfixtures import pg_address, pg_unreachable, pg_url  # noqa: F401  (re-exported for the e2e tests)
+from ..dbfixtures import pg_schema as shared_pg_schema
 from .proxy import Gateway, wait_until
 
 STATE_INTERVAL = "0.2"   # seconds between the gateway's polls of the store revision
@@ -30,9 +26,6 @@ SYNC_DEADLINE = 5.0      # "within seconds": a store change must be enforced by 
 
 AMS = ZoneInfo("Europe/Amsterdam")
 ACTOR = "ict:e2e"
-
-PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-PG_SESSION_TZ = "Pacific/Chatham"   # as in tests/unit/test_store.py: any time-zone slip shows
 
 _LOADED = re.compile(r"state snapshot loaded \(toestand geladen\): revision (\d+)")
 
@@ -114,51 +107,9 @@ class StoreChanges:
 
 # --- PostgreSQL ------------------------------------------------------------------------------
 
-@functools.cache
-def pg_unreachable() -> str | None:
-    """Why the PostgreSQL test server cannot be used, or None if it can."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg is not installed (pip install 'psycopg[binary]')"
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        url = make_url(PG_URL)
-        return f"PostgreSQL at {url.host}:{url.port} unreachable: {type(exc).__name__}"
-    finally:
-        engine.dispose()
-    return None
-
-
-def pg_address() -> tuple[str, int]:
-    url = make_url(PG_URL)
-    return url.host or "127.0.0.1", url.port or 5432
-
-
-@contextmanager
-def pg_schema() -> Iterator[str]:
-    """A fresh schema on the test server for one test, dropped afterwards (as tests/unit/test_store.py)."""
-    schema = f"pw_e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield schema
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def pg_url(schema: str, address: tuple[str, int] | None = None) -> str:
-    """The test server's URL in `schema`, optionally reached at another address (a forwarder)."""
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema} -ctimezone={PG_SESSION_TZ}"})
-    if address is not None:
-        url = url.set(host=address[0], port=address[1])
-    return url.render_as_string(hide_password=False)
+def pg_schema() -> AbstractContextManager[str]:
+    """A fresh schema on the test server for one test, dropped afterwards (tests/dbfixtures.py)."""
+    return shared_pg_schema("pw_e2e")
 
 
 # --- a TCP forwarder the test can cut ----------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
 import ipaddress
 import os
 import shutil
@@ -21,15 +20,13 @@ import socketserver
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import make_url, select, text
 
 from poortwachter.audit import checkpoint
 from poortwachter.audit.cases import append_ledger
@@ -54,11 +51,12 @@ from poortwachter.audit.seal import generate_keypair
 from poortwachter.audit.verify import Report, parse_key, read_exported, render, verify
 from poortwachter.audit.verify_cli import register
 from poortwachter.decide import Verdict
-from poortwachter.store import Store, default_url, open_store, repo
+from poortwachter.store import Store, open_store, repo
 from poortwachter.store.audit_repo import insert_events
 from poortwachter.store.models import AuditCheckpointRow
 
-PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from ..dbfixtures import BACKENDS, backend_url
+
 T0 = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 MINUTE = dt.timedelta(minutes=1)
 ESCROW_PRIVATE, ESCROW_PUBLIC = generate_keypair()
@@ -107,51 +105,16 @@ def execute(store: Store, sql: str, **params: Any) -> int:
         return conn.execute(text(sql), params).rowcount
 
 
-@functools.cache
-def _pg_unreachable() -> str | None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg is not installed"
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        return f"PostgreSQL unreachable: {type(exc).__name__}"
-    finally:
-        engine.dispose()
-    return None
-
-
-def _url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield default_url(tmp_path / "data")
-        return
-    reason = _pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"pw_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from _url(request, tmp_path)
+    with backend_url(request.param, tmp_path, timezone=None) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite"])
 def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from _url(request, tmp_path)
+    with backend_url(request.param, tmp_path, timezone=None) as url:
+        yield url
 
 
 @dataclass

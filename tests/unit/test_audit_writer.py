@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import ipaddress
 import json
-import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +22,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, make_url, select, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import create_engine, inspect, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from poortwachter import metrics
@@ -37,13 +34,14 @@ from poortwachter.audit.seal import generate_keypair, unseal
 from poortwachter.audit.sequence import SequenceFile
 from poortwachter.audit.spool import Spool, read_records
 from poortwachter.decide import Verdict
-from poortwachter.store import Store, default_url, downgrade, migrate, open_store
+from poortwachter.store import Store, downgrade, migrate
 from poortwachter.store.audit_repo import insert_events, store_period_keys
 from poortwachter.store.db import current_revision
 from poortwachter.store.models import AuditEventRow, AuditPeriodKeyRow
 from poortwachter_addons.audit_writer import Writer
 
-PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from ..dbfixtures import BACKENDS, backend_url
+
 DEADLINE = 20.0
 BLOCK = Verdict("block", "verboden-categorieen", "004 art. 11a", "porno", "klas", "pupil", "1e-blok")
 ALLOW = Verdict("allow", "standaard", "", None, "kantine", "pupil", "pauze")
@@ -61,49 +59,10 @@ def counted(result: str) -> float:
     return metrics.AUDIT_EVENTS.labels(result)._value.get()
 
 
-@functools.cache
-def _pg_unreachable() -> str | None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg is not installed"
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        return f"PostgreSQL unreachable: {type(exc).__name__}"
-    finally:
-        engine.dispose()
-    return None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield default_url(tmp_path / "db")
-        return
-    reason = _pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"pw_audit_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = open_store(db_url)
-    yield s
-    s.close()
+    with backend_url(request.param, tmp_path, sqlite_dir="db", schema_prefix="pw_audit", timezone=None) as url:
+        yield url
 
 
 class FlakyStore:

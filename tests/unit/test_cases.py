@@ -15,12 +15,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import datetime as dt
-import functools
 import ipaddress
 import json
 import os
 import stat
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, make_url, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 
 from poortwachter.audit import cases, keys, shares
 from poortwachter.audit.keystore import KeyStore, load_escrow_public, write_escrow_public
@@ -44,7 +41,6 @@ from poortwachter.store.audit_repo import insert_events, store_period_keys
 from poortwachter.store.models import AuditEventRow, AuditKeyRow, CaseRow, EscrowHolderRow, LedgerRow
 from poortwachter.workflow import Conflict, Forbidden, Invalid, NotFound, User
 
-PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMS = ZoneInfo("Europe/Amsterdam")
 NOW = dt.datetime(2025, 3, 20, 12, 0, tzinfo=AMS)          # Thursday of ISO week 2025-W12
 WINDOW = (dt.datetime(2025, 3, 10, 0, 0, tzinfo=AMS), dt.datetime(2025, 3, 16, 23, 0, tzinfo=AMS))
@@ -70,44 +66,6 @@ SEEN = [
 ]
 INSIDE = {"in-tijdvak-1.example", "in-tijdvak-2.example", "in-tijdvak-gw2.example"}
 ALL_HOSTS = {host for *_, host in SEEN}
-
-
-@functools.cache
-def _pg_unreachable() -> str | None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg is not installed"
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        return f"PostgreSQL unreachable: {type(exc).__name__}"
-    finally:
-        engine.dispose()
-    return None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield default_url(tmp_path / "data")
-        return
-    reason = _pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"pw_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema} -ctimezone=Pacific/Chatham"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(autouse=True)

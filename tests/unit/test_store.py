@@ -9,18 +9,15 @@ POORTWACHTER_TEST_PG_URL to use another server.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import ipaddress
-import os
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, func, inspect, make_url, select, text
-from sqlalchemy.exc import SQLAlchemyError, StatementError
+from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from poortwachter.store import (
@@ -37,59 +34,12 @@ from poortwachter.store import (
 from poortwachter.store.db import current_revision, head_revision
 from poortwachter.store.models import Base, BanRow, ChangeRow, ExamRow, GrantRow, OpeningRow
 
-PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-PG_SESSION_TZ = "Pacific/Chatham"
+from ..dbfixtures import db_url, store  # noqa: F401  (fixtures; test_workflow* import them from here)
+
 AMS = ZoneInfo("Europe/Amsterdam")
 NOW = dt.datetime(2025, 3, 10, 9, 0, tzinfo=dt.UTC)   # a Monday, 10:00 in Amsterdam
 HOUR = dt.timedelta(hours=1)
 TABLES = {"bans", "grants", "openings", "exams", "changes", "meta"}
-
-
-@functools.cache
-def _pg_unreachable() -> str | None:
-    """Why PostgreSQL cannot be used, or None if it can."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg is not installed (pip install 'psycopg[binary]')"
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        return f"PostgreSQL at {make_url(PG_URL).host}:{make_url(PG_URL).port} unreachable: {type(exc).__name__}"
-    finally:
-        engine.dispose()
-    return None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield default_url(tmp_path / "data")
-        return
-    reason = _pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"pw_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict(
-        {"options": f"-csearch_path={schema} -ctimezone={PG_SESSION_TZ}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = open_store(db_url)
-    yield s
-    s.close()
 
 
 def _ban(session: Session, subject: str = "10.1.2.3", **kw: object) -> int:
