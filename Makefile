@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_lists.py
 	$(BIN)/python tests/bench/bench_squidguard.py
 	$(BIN)/python tests/bench/bench_proxy.py
+	$(BIN)/python tests/bench/bench_proxy.py --gateway-option poortwachter_audit=off
+	$(BIN)/python tests/bench/bench_audit.py
+	$(BIN)/python tests/bench/bench_audit_verify.py
 
 clean:
 	rm -rf $(VENV)

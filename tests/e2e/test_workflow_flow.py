@@ -78,7 +78,7 @@ SOCIAL_URL = "https://www.tiktok.com/@biologie-3b"           # sociale media: bl
 WIKI_URL = "https://nl.wikipedia.org/wiki/Fotosynthese"      # allowed (default)
 EXAM_URL = "https://www.examenblad.nl/wiskunde-b"            # the exam's allowlist
 
-GRANT_DEADLINE = 10.0   # the brief: an approved unblock works within 10 s
+GRANT_DEADLINE = 10.0   # an approved unblock must work within 10 s
 
 
 @dataclass

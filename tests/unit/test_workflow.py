@@ -1,4 +1,4 @@
-"""The workflow service (issue 3) on SQLite and PostgreSQL: accounts, sessions, unblock requests,
+"""The workflow service on SQLite and PostgreSQL: accounts, sessions, unblock requests,
 classroom openings, exams, exclusions, expiry; authorization per role; the change log.
 
 Backends and per-test schemas come from test_store.py (fixtures `db_url`, `store`). Password

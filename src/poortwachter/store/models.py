@@ -267,7 +267,7 @@ class UnblockRequestRow(Base):
     grant_id: Mapped[int | None] = mapped_column(ForeignKey("grants.id"))
 
 
-# --- the audit log (issue 4) -------------------------------------------------------------------
+# --- the audit log ----------------------------------------------------------------------------
 # Appended section; its imports are here so that edits above and below do not collide.
 from sqlalchemy import BigInteger, LargeBinary, PrimaryKeyConstraint, UniqueConstraint  # noqa: E402
 
@@ -331,7 +331,7 @@ class AuditKeyRow(Base):
     created_at: Mapped[dt.datetime]
 
 
-# --- cases and the access ledger (issue 4) -----------------------------------------------------
+# --- cases and the access ledger --------------------------------------------------------------
 # Appended section; its imports are here so that edits above and below do not collide.
 from sqlalchemy import CheckConstraint as _Check  # noqa: E402
 from sqlalchemy import ForeignKey as _ForeignKey  # noqa: E402
@@ -414,7 +414,7 @@ class EscrowHolderRow(Base):
     created_at: Mapped[dt.datetime]
 
 
-# --- checkpoints and verifiable retention (issue 4) ----------------------------------------------
+# --- checkpoints and verifiable retention -------------------------------------------------------
 # Appended section; its imports are here so that edits above and below do not collide.
 from sqlalchemy import BigInteger as _CpBigInteger  # noqa: E402
 from sqlalchemy import ForeignKey as _CpForeignKey  # noqa: E402

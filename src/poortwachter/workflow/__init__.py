@@ -1,11 +1,10 @@
-"""The unblock / classroom / exam / exclusion workflow (issue 3), on top of the store.
+"""The unblock / classroom / exam / exclusion workflow, on top of the store.
 
 No web framework here: the console and the CLI call these functions inside a unit of work
 (`with store.write() as s: ...`). Every state change takes the writer's lock, bumps the state
 revision and writes a `changes` row (who, when, why) in that same transaction.
 
-Names and signatures are exactly those of the issue-3 contract. No deviations; what the contract
-left open, and what was added beyond it:
+The choices this layer makes, and what it offers besides the core steps:
 
 Choices
 - Actors in the change log, `endorsed_by` and `decided_by` are "role:username" ("ict:jan").

@@ -186,7 +186,7 @@ def counts(s: Session, *, now: dt.datetime) -> dict[str, int]:
     }
 
 
-# --- listing (beyond the contract) -----------------------------------------------------------
+# --- listing -------------------------------------------------------------------------------
 
 def list_openings(s: Session, *, now: dt.datetime, zones: Iterable[str] | None = None) -> list[OpeningView]:
     """Openings not yet ended (running or still to start), by id; optionally only some zones."""

@@ -55,7 +55,7 @@ class RequestView:
     decision_reason: str
     grant_id: int | None
     created_at: dt.datetime
-    # beyond the contract (defaults keep positional construction working):
+    # further fields (defaults keep positional construction working):
     reason: str = ""              # the requester's own why, from the form
     token: str = ""               # unguessable lookup key for the requester's status link
     grant_status: str | None = None   # "approved" | "revoked" | "expired" (recorded) for grant_id
@@ -201,7 +201,7 @@ def decline_request(s: Session, request_id: int, *, user: User, reason: str, now
 
 
 def withdraw_request(s: Session, request_id: int, *, user: User, reason: str, now: dt.datetime) -> None:
-    """(Beyond the contract.) A leidinggevende or ICT withdraws a pending request, e.g. one the
+    """A leidinggevende or ICT withdraws a pending request, e.g. one the
     leidinggevende will not endorse."""
     require_role(user, "leidinggevende", "ict")
     _close(s, request_id, user=user, reason=reason, now=now, status="withdrawn", kind="withdraw")
@@ -210,7 +210,7 @@ def withdraw_request(s: Session, request_id: int, *, user: User, reason: str, no
 def create_grant(s: Session, *, user: User, sites: Iterable[str], start: dt.datetime | None = None,
                  end: dt.datetime, reason: str, now: dt.datetime, zones: Iterable[str] = (),
                  roles: Iterable[str] = (), locked: Locked = lambda site: None) -> int:
-    """(Beyond the contract; the CLI's `grant add`.) ICT opens sites without a request."""
+    """(The CLI's `grant add`.) ICT opens sites without a request."""
     require_role(user, "ict")
     now = aware(now, "Tijd", "Time")
     site_list = _sites(sites)
@@ -253,7 +253,7 @@ def get_request(s: Session, request_id: int) -> RequestView | None:
 
 
 def find_request(s: Session, token: str) -> RequestView | None:
-    """(Beyond the contract.) The request behind a requester's status link. Request numbers are
+    """The request behind a requester's status link. Request numbers are
     sequential, so a public status page must look up by this token, never by number."""
     if not token or not isinstance(token, str) or len(token) > 64:
         return None
@@ -273,7 +273,7 @@ def list_requests(s: Session, *, status: str | Iterable[str] | None = None) -> l
 
 
 def list_grants(s: Session, *, now: dt.datetime, include_ended: bool = False) -> list[GrantView]:
-    """(Beyond the contract.) Approved grants, by id; by default only those not yet ended
+    """Approved grants, by id; by default only those not yet ended
     (running or still to start, not revoked)."""
     now = aware(now, "Tijd", "Time")
     query = select(GrantRow).where(GrantRow.status == "approved").order_by(GrantRow.id)
