@@ -421,16 +421,10 @@ def _login() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone: `python -m poortwachter.audit.cli [--data-dir DIR] COMMAND ...`."""
-    from ..paths import resolve_data_dir
+    """`python -m poortwachter.audit.cli ...` is the same as `poortwachter ...`."""
+    from ..cli import main as poortwachter
 
-    parser = argparse.ArgumentParser(prog="poortwachter", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.data_dir = resolve_data_dir(args.data_dir)
-    return int(args.func(args) or 0)
+    return poortwachter(argv)
 
 
 if __name__ == "__main__":
