@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
+from ..cliexit import EXIT_INVALID, EXIT_OK, EXIT_REFUSED, guarded
+from ..cliexit import CliExit as _Exit
 LOCAL = ZoneInfo("Europe/Amsterdam")
 _RELATIVE = re.compile(r"([+-])(\d+)([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def leaf(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Command, help: str,
              *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p = parent.add_parser(name, parents=[common, *parents], help=help, description=help)
-        p.set_defaults(func=_guarded(func))
+        p.set_defaults(func=guarded(func, after=_Lines._open.clear))
         return p
 
     keys = subparsers.add_parser("keys", help="the key ceremony of the audit log").add_subparsers(
@@ -367,23 +368,6 @@ def _errors() -> Iterator[None]:
         raise _Exit(EXIT_REFUSED, str(exc)) from None
 
 
-class _Exit(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _guarded(func: Command) -> Command:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except _Exit as exc:
-            print(str(exc), file=sys.stderr)
-            return exc.status
-        finally:
-            _Lines._open.clear()
-    run.__name__ = func.__name__
-    return run
 
 
 def _time(value: str, now: dt.datetime) -> dt.datetime:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
+from ..cliexit import EXIT_INVALID, EXIT_OK, EXIT_REFUSED, guarded
+from ..cliexit import CliExit as _Exit
 LOCAL = ZoneInfo("Europe/Amsterdam")
 _RELATIVE = re.compile(r"\+(\d+)([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def leaf(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Command,
              help: str) -> argparse.ArgumentParser:
         p = parent.add_parser(name, parents=[common], help=help, description=help)
-        p.set_defaults(func=_guarded(func))
+        p.set_defaults(func=guarded(func))
         return p
 
     def actor(p: argparse.ArgumentParser) -> None:
@@ -250,21 +251,6 @@ def _unit(args: argparse.Namespace, *, write: bool = True) -> Iterator[tuple[Any
         raise _Exit(EXIT_REFUSED, f"Database niet bereikbaar / Database unreachable ({type(exc).__name__})") from None
 
 
-class _Exit(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _guarded(func: Command) -> Command:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except _Exit as exc:
-            print(str(exc), file=sys.stderr)
-            return exc.status
-    run.__name__ = func.__name__
-    return run
 
 
 def _time(value: str, now: dt.datetime) -> dt.datetime:
