@@ -41,7 +41,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -117,7 +117,7 @@ class Gateway:
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                          cwd=self.workdir, env=env, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
-        while not (_port_open(self.port) and _port_open(self.metrics_port)):
+        while not (port_open(self.port) and port_open(self.metrics_port)):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mitmdump exited with {self.proc.returncode}:\n{self.output()}")
             if time.monotonic() > deadline:

@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.e2e.proxy import free_port, port_open  # the same helpers the end-to-end tests use
+
 REPO = Path(__file__).resolve().parents[3]
 MITMDUMP = REPO / ".venv" / "bin" / "mitmdump"
 GATEWAY_SCRIPT = REPO / "addons" / "gateway.py"
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def clean_env() -> dict[str, str]:
