@@ -29,6 +29,7 @@ from .engine import EngineAddon
 
 log = logging.getLogger("poortwachter")
 META = "poortwachter"
+HOST = "poortwachter_host"
 
 
 def _fail_closed(hook: Callable[..., None]) -> Callable[..., None]:
@@ -57,8 +58,17 @@ def _mode(conn: Any) -> str:
     return getattr(conn.proxy_mode, "type_name", "regular")
 
 
+_counters: dict[tuple[str, str, str | None, str], Any] = {}
+
+
 def _record(verdict: Verdict) -> None:
-    metrics.REQUESTS.labels(verdict.zone, verdict.role, verdict.category or "none", verdict.action).inc()
+    # The labelled child per (zone, role, category, action), looked up once: `labels()` takes a
+    # lock and builds a key on every call, and this runs for every request.
+    key = (verdict.zone, verdict.role, verdict.category, verdict.action)
+    counter = _counters.get(key)
+    if counter is None:
+        counter = _counters[key] = metrics.REQUESTS.labels(key[0], key[1], key[2] or "none", key[3])
+    counter.inc()
 
 
 class Enforce:
@@ -156,8 +166,9 @@ class Enforce:
         assert engine is not None
         req = flow.request
         raw: list[str] = []
-        if req.host_header:
-            raw.append(req.host_header)
+        host_header = req.host_header
+        if host_header:
+            raw.append(host_header)
         if flow.client_conn.sni:
             raw.append(flow.client_conn.sni)
         if _mode(flow.client_conn) != "transparent" or not raw:
@@ -174,6 +185,7 @@ class Enforce:
         verdict = engine.decide_all(client, names, path)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         flow.metadata[META] = verdict.as_dict()
+        flow.metadata[HOST] = names[0]   # normalised once, here; SafeSearch reads it
         _record(verdict)
         if self.audit is not None:   # AUDIT HAND-OFF
             self.audit(Seen(time.time(), "http", verdict, client, names, path))

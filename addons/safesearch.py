@@ -9,7 +9,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from .engine import EngineAddon
-from .enforce import META
+from .enforce import HOST, META
 
 YOUTUBE = ("youtube.com", "m.youtube.com", "www.youtube.com", "youtubei.googleapis.com",
            "www.youtube-nocookie.com", "youtube.googleapis.com")
@@ -40,7 +40,7 @@ class SafeSearch:
         if zone is None or not zone.safesearch:
             return
         req = flow.request
-        host = req.pretty_host.lower().rstrip(".")
+        host = flow.metadata.get(HOST) or req.pretty_host.lower().rstrip(".")
         if host in YOUTUBE or _is(host, "youtube.com"):
             req.headers["YouTube-Restrict"] = "Strict"
         elif _google(host) and req.path.startswith(("/search", "/images", "/webhp", "/complete")):
