@@ -22,8 +22,13 @@ run: $(STAMP)
 console: $(STAMP)
 	$(BIN)/poortwachter console --listen 127.0.0.1:8090 --policy policy/default.yaml
 
+# Debian packages the tests drive for real: chromium (block page, console), prometheus (promtool and
+# a live server), nftables and iproute2 (transparent interception and the sensor in namespaces).
+TEST_TOOLS := chromium:chromium promtool:prometheus nft:nftables ip:iproute2
+
 test: $(STAMP)
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done); \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -9,6 +9,7 @@ def build() -> list[Any]:
     from .audit import AuditRecorder
     from .engine import EngineAddon
     from .enforce import Enforce
+    from .health import Health
     from .metrics_server import MetricsServer
     from .safesearch import SafeSearch
     from .state_sync import StateSync
@@ -17,4 +18,4 @@ def build() -> list[Any]:
     enforce = Enforce(engine)
     recorder = AuditRecorder(engine)
     enforce.audit = recorder.accept     # the audit hand-off: one append per final verdict
-    return [engine, StateSync(engine), MetricsServer(), recorder, enforce, SafeSearch(engine)]
+    return [engine, StateSync(engine), MetricsServer(), recorder, enforce, SafeSearch(engine), Health(engine)]

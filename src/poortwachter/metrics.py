@@ -14,6 +14,18 @@ GENERATION = Gauge("poortwachter_policy_generation", "Generation of the policy i
 LIST_ENTRIES = Gauge("poortwachter_list_entries", "Entries per installed category list", ["list"])
 TLS_PASSTHROUGH = Counter("poortwachter_tls_connections", "TLS connections by handling", ["zone", "handling"])
 
+# Network health (addons/health.py). side: client (the client refused the handshake, typically a
+# device without the school CA) or upstream (the site's certificate or handshake failed).
+TLS_FAILURES = Counter("poortwachter_tls_failures", "TLS handshakes that failed, by zone and side", ["zone", "side"])
+# kind: connect (refused, unreachable, DNS), tls, timeout, protocol.
+UPSTREAM_ERRORS = Counter("poortwachter_upstream_errors", "Requests the upstream server could not answer, by kind",
+                          ["kind"])
+# kind: client (a malformed or aborted request), internal (a Poortwachter error: the request was refused).
+ERRORS = Counter("poortwachter_errors", "Requests that ended in an error, by kind", ["kind"])
+RESPONSE_SECONDS = Histogram("poortwachter_response_seconds",
+                             "Time from the request to the first byte of the response, through the gateway",
+                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+
 # The unblock workflow, counts only (refreshed by the gateway from the store).
 WORKFLOW = {
     "pending_requests": Gauge("poortwachter_pending_requests", "Unblock requests waiting for endorsement or ICT"),
@@ -21,6 +33,9 @@ WORKFLOW = {
     "active_openings": Gauge("poortwachter_active_openings", "Classroom openings and restrictions in force now"),
     "active_exams": Gauge("poortwachter_active_exams", "Zones in exam mode now"),
     "active_exclusions": Gauge("poortwachter_active_exclusions", "Network exclusions in force now"),
+    "active_download_limits": Gauge("poortwachter_active_download_limits",
+                                    "Clients under a download limit from the sensor (004 art. 13) now"),
+    "open_cases": Gauge("poortwachter_open_cases", "Audit cases opened or approved and not yet closed or expired"),
 }
 
 # The audit recorder (addons/audit.py): counts and sizes only, never a subject or a host.

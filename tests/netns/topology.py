@@ -1,0 +1,81 @@
+"""Network namespaces joined by veth pairs, made and removed by the tests themselves.
+
+Every name carries a per-run prefix, so parallel runs and left-overs of a killed run never
+collide; nothing here touches an interface or address outside the namespaces it made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+def ip(*args: str, ns: str | None = None) -> str:
+    cmd = ["ip", *(("-n", ns) if ns else ()), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def usable() -> str | None:
+    """Why namespaces cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "network namespace tests need root (CAP_NET_ADMIN)"
+    if shutil.which("ip") is None:
+        return "iproute2 (ip) is not installed"
+    return None
+
+
+@dataclass
+class Topology:
+    """A set of namespaces and the veth links between them; `close()` removes all of it."""
+
+    prefix: str = field(default_factory=lambda: "pw" + uuid.uuid4().hex[:6])
+    namespaces: list[str] = field(default_factory=list)
+
+    def namespace(self, role: str) -> str:
+        name = f"{self.prefix}-{role}"
+        ip("netns", "add", name)
+        self.namespaces.append(name)
+        ip("link", "set", "lo", "up", ns=name)
+        return name
+
+    def link(self, a: str, a_addr: str | None, b: str, b_addr: str | None,
+             a_mac: str | None = None, b_mac: str | None = None) -> tuple[str, str]:
+        """A veth pair between namespaces a and b; addresses in CIDR form (`10.0.0.1/24`) or None.
+        Interface names are short (15 bytes max): <prefix-tail><index><a|b>."""
+        index = len(self.namespaces) * 10 + sum(1 for _ in self._links)
+        self._links.append(index)
+        a_if, b_if = f"v{self.prefix[-4:]}{index}a", f"v{self.prefix[-4:]}{index}b"
+        ip("link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b)
+        for ns, ifname, addr, mac in ((a, a_if, a_addr, a_mac), (b, b_if, b_addr, b_mac)):
+            if mac:
+                ip("link", "set", ifname, "address", mac, ns=ns)
+            if addr:
+                ip("addr", "add", addr, "dev", ifname, ns=ns)
+            ip("link", "set", ifname, "up", ns=ns)
+        return a_if, b_if
+
+    _links: list[int] = field(default_factory=list)
+
+    def run(self, ns: str, cmd: Sequence[str], **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], **kwargs)
+
+    def popen(self, ns: str, cmd: Sequence[str], **kwargs) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+        return subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kwargs)
+
+    def sysctl(self, ns: str, key: str, value: str) -> None:
+        done = self.run(ns, ["sysctl", "-qw", f"{key}={value}"])
+        if done.returncode != 0:
+            raise RuntimeError(f"sysctl {key} in {ns}: {done.stderr.strip()}")
+
+    def close(self) -> None:
+        for name in reversed(self.namespaces):   # removing a namespace removes its veth ends
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.namespaces.clear()
