@@ -1,4 +1,5 @@
-"""Keeps the gateway's in-memory snapshot of bans, grants, openings and exams in step with the store.
+"""Keeps the gateway's in-memory snapshot of bans, grants, openings, exams and download limits in step
+with the store.
 
 The store is polled for its revision number (one tiny query); the snapshot is reloaded only when
 it moved. When the database is unreachable the gateway goes on enforcing the last snapshot it had:
@@ -14,8 +15,9 @@ grants still expire on time because every object carries its own window.
   state; it gets the last snapshot at once, without waiting for the database.
 - Every snapshot is also written to `state-snapshot.json` in the data directory: a gateway that
   restarts while the database is away enforces that one until the database answers again.
-- Each check also counts pending requests and active grants, openings, exams and exclusions for
-  the metrics (counts only).
+- Each check also counts pending requests, active grants, openings, exams, exclusions and
+  download limits, and open audit cases, for the metrics (counts only: workflow.classroom.counts,
+  published under the names in metrics.WORKFLOW).
 """
 
 from __future__ import annotations

@@ -1,15 +1,22 @@
 """The page a pupil or teacher sees when a request is blocked: Dutch first, English second.
 
 It names the category, the rule and the reglement article, and links to the unblock request form
-with the blocked URL, category and rule filled in.
+with the blocked URL, category and rule filled in. A download refused under a download limit
+(004 art. 13) gets the same page with its own heading, the maximum size and until when it holds;
+a limit is not lifted by an unblock request, so it has no such link.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from html import escape
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from .decide import Verdict
+
+LOCAL = ZoneInfo("Europe/Amsterdam")   # the school's wall clock, as in the timetable
+DOWNLOAD_LIMIT = "download_limit"      # the rule of a response refused under a download limit
 
 REASONS = {
     "uitsluiting": ("Je bent tijdelijk uitgesloten van het schoolnetwerk.",
@@ -29,7 +36,7 @@ PAGE = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Geblokkeerd / Blocked</title>
+<title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem;
        color: #1a1a1a; background: #fff; line-height: 1.5; }}
@@ -45,13 +52,11 @@ a.button:focus {{ outline: 3px solid #1a1a1a; outline-offset: 3px; }}
 </head>
 <body>
 <main>
-<h1>Deze pagina is geblokkeerd</h1>
+<h1>{heading_nl}</h1>
 <p>{reason_nl}</p>
-<p class="en" lang="en"><strong>This page is blocked.</strong> {reason_en}</p>
+<p class="en" lang="en"><strong>{heading_en}</strong> {reason_en}</p>
 <dl>
-<dt>Categorie / Category</dt><dd id="category">{category}</dd>
-<dt>Regel / Rule</dt><dd id="rule">{rule}</dd>
-<dt>Reglement</dt><dd id="source">{source}</dd>
+{facts}
 </dl>
 {unblock}
 <p>Vragen? Neem contact op met {contact}.<br><span class="en" lang="en">Questions? Contact {contact}.</span></p>
@@ -76,7 +81,50 @@ def render(verdict: Verdict, url: str, title: str | None, unblock_url: str, cont
         query = urlencode({"url": url, "category": verdict.category or "", "rule": verdict.rule})
         sep = "&" if "?" in unblock_url else "?"
         unblock = UNBLOCK.format(href=escape(f"{unblock_url}{sep}{query}"))
-    html = PAGE.format(reason_nl=escape(reason_nl), reason_en=escape(reason_en), category=escape(category),
-                       rule=escape(verdict.rule), source=escape(verdict.source or "-"),
-                       unblock=unblock, contact=escape(contact))
+    facts = _facts(("Categorie / Category", "category", category), ("Regel / Rule", "rule", verdict.rule),
+                   ("Reglement", "source", verdict.source or "-"))
+    html = PAGE.format(title="Geblokkeerd / Blocked", heading_nl="Deze pagina is geblokkeerd",
+                       heading_en="This page is blocked.", reason_nl=escape(reason_nl),
+                       reason_en=escape(reason_en), facts=facts, unblock=unblock, contact=escape(contact))
     return html.encode("utf-8")
+
+
+def render_download_limit(verdict: Verdict, until: dt.datetime, max_bytes: int, contact: str) -> bytes:
+    """The page for a response larger than the client's download limit allows."""
+    size_nl, size_en = human_size(max_bytes)
+    when = until.astimezone(LOCAL).strftime("%d-%m-%Y %H:%M")
+    reason_nl = (f"Vanaf dit apparaat is overmatig gedownload. Tot {when} kun je geen bestanden ophalen die "
+                 f"groter zijn dan {size_nl}.")
+    reason_en = (f"This device has downloaded excessively. Until {when} you cannot fetch files larger "
+                 f"than {size_en}.")
+    facts = _facts(("Regel / Rule", "rule", verdict.rule), ("Reglement", "source", verdict.source or "-"),
+                   ("Maximum", "max-size", size_nl if size_nl == size_en else f"{size_nl} / {size_en}"),
+                   ("Tot / Until", "until", when))
+    html = PAGE.format(title="Download geblokkeerd / Download blocked", heading_nl="Deze download is te groot",
+                       heading_en="This download is too large.", reason_nl=escape(reason_nl),
+                       reason_en=escape(reason_en), facts=facts, unblock="", contact=escape(contact))
+    return html.encode("utf-8")
+
+
+def limit_source(policy: object) -> str:
+    """The article behind download limits: the policy's sensor source text, if it has one
+    (`sensor.excessive_download.source`, else `sensor.source`); "" otherwise."""
+    sensor = getattr(policy, "sensor", None)
+    for holder in (getattr(sensor, "excessive_download", None), sensor):
+        source = getattr(holder, "source", None)
+        if isinstance(source, str) and source.strip():
+            return source.strip()
+    return ""
+
+
+def human_size(n: int) -> tuple[str, str]:
+    """A byte count in decimal units, Dutch ("1,5 GB") and English ("1.5 GB")."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            value = f"{n / size:.1f}".removesuffix(".0")
+            return f"{value.replace('.', ',')} {unit}", f"{value} {unit}"
+    return f"{n} bytes", f"{n} bytes"
+
+
+def _facts(*rows: tuple[str, str, str]) -> str:
+    return "\n".join(f'<dt>{label}</dt><dd id="{key}">{escape(value)}</dd>' for label, key, value in rows)

@@ -1,4 +1,5 @@
-"""The live state a decision reads besides the policy: exclusions, grants, classroom openings, exams.
+"""The live state a decision reads besides the policy: exclusions, grants, classroom openings, exams,
+and the download limits the gateway applies to responses.
 
 The store keeps these; the gateway holds an immutable snapshot of the active ones in memory, so it
 goes on deciding when the database is away. Everything here is plain data and pure functions.
@@ -10,6 +11,8 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,21 @@ class Exam:
     start: dt.datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DownloadLimit:
+    """Downloadlimiet (004 art. 13): the network sensor found this client downloading excessively;
+    until `until` it may not fetch a response larger than `max_bytes`."""
+
+    id: int
+    address: str                 # one client address, canonical ("10.1.2.3")
+    max_bytes: int
+    until: dt.datetime
+    start: dt.datetime | None = None
+
+    def active(self, now: dt.datetime) -> bool:
+        return _active(self.start, self.until, now)
+
+
 def _active(start: dt.datetime | None, end: dt.datetime, now: dt.datetime) -> bool:
     return (start is None or start <= now) and now < end
 
@@ -123,15 +141,33 @@ class State:
     grants: tuple[Grant, ...] = ()
     openings: tuple[Opening, ...] = ()
     exams: tuple[Exam, ...] = ()
+    download_limits: tuple[DownloadLimit, ...] = ()
     _ban_nets: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Ban], ...] = field(default=(), repr=False)
     any: bool = field(default=False, init=False)   # a plain attribute: read on every decision
+    # client address -> its download limit; the enforcer's only cost for clients without one is a
+    # lookup here (empty dict: not even that). Download limits do not change decisions, so they
+    # leave `any` alone.
+    limits: dict[IPAddress, DownloadLimit] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_ban_nets", tuple((b.network(), b) for b in self.bans))
         object.__setattr__(self, "any", bool(self.bans or self.grants or self.openings or self.exams))
+        limits: dict[IPAddress, DownloadLimit] = {}
+        for limit in self.download_limits:
+            client = ipaddress.ip_address(limit.address)
+            known = limits.get(client)
+            # two at once should not happen (imposing is idempotent); if so, the stricter counts
+            if known is None or (limit.max_bytes, -limit.until.timestamp()) < (known.max_bytes,
+                                                                               -known.until.timestamp()):
+                limits[client] = limit
+        object.__setattr__(self, "limits", limits)
 
     def __bool__(self) -> bool:
-        return self.any
+        return self.any or bool(self.download_limits)
+
+    def download_limit_for(self, client: IPAddress, now: dt.datetime) -> DownloadLimit | None:
+        limit = self.limits.get(client)
+        return limit if limit is not None and limit.active(now) else None
 
     def ban_for(self, client: ipaddress.IPv4Address | ipaddress.IPv6Address, now: dt.datetime) -> Ban | None:
         for net, ban in self._ban_nets:
@@ -194,6 +230,8 @@ def state_to_dict(state: State) -> dict[str, object]:
                       "source": o.source, "start": iso(o.start)} for o in state.openings],
         "exams": [{"id": e.id, "zone": e.zone, "allowlist": _sites_dict(e.allowlist), "until": iso(e.until),
                    "source": e.source, "start": iso(e.start)} for e in state.exams],
+        "download_limits": [{"id": d.id, "address": d.address, "max_bytes": d.max_bytes, "until": iso(d.until),
+                             "start": iso(d.start)} for d in state.download_limits],
     }
 
 
@@ -208,4 +246,7 @@ def state_from_dict(data: dict[str, list[dict[str, object]]]) -> State:
                                o["source"], _time(o["start"])) for o in data["openings"]),  # type: ignore[arg-type]
         exams=tuple(Exam(e["id"], e["zone"], _sites(e["allowlist"]), _time(e["until"]), e["source"],  # type: ignore[arg-type]
                          _time(e["start"])) for e in data["exams"]),  # type: ignore[arg-type]
+        # absent in snapshots saved before download limits existed
+        download_limits=tuple(DownloadLimit(d["id"], d["address"], d["max_bytes"], _time(d["until"]),  # type: ignore[arg-type]
+                                            _time(d["start"])) for d in data.get("download_limits", ())),
     )

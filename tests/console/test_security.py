@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from poortwachter.store import state_revision
 from poortwachter.workflow import ROLES, exclude, get_user, list_requests, load_session, open_classroom, \
     start_exam, submit_request
+from poortwachter.workflow.limits import impose_download_limit
 
 from .conftest import HOST, NOW, PASSWORD, Console, csrf_of, login
 
@@ -55,6 +56,7 @@ ROUTES: list[tuple[str, str, frozenset[str] | str]] = [
     ("GET", "/uitsluitingen", EXCLUDERS),
     ("POST", "/uitsluitingen/toevoegen", EXCLUDERS),
     ("POST", "/uitsluitingen/{ban_id}/beeindigen", EXCLUDERS),
+    ("POST", "/uitsluitingen/downloadlimieten/{limit_id}/opheffen", EXCLUDERS),
     ("GET", "/zaken", CASES),
     ("POST", "/zaken/openen", CASE_OPENERS),
     ("GET", "/zaken/{case_id}", CASES),
@@ -86,6 +88,7 @@ FORMS: dict[str, dict[str, object]] = {
     "/examen/{exam_id}/beeindigen": {"reason": "klaar"},
     "/uitsluitingen/toevoegen": {"subject": "10.30.4.5", "until": "2025-03-11T10:00", "reason": "art. 7"},
     "/uitsluitingen/{ban_id}/beeindigen": {"reason": "klaar"},
+    "/uitsluitingen/downloadlimieten/{limit_id}/opheffen": {"reason": "klaar"},
     "/zaken/openen": {"reference": "INC-1", "article": "art. 7", "description": "d", "reason": "r",
                       "subject": "10.30.4.5", "start": "2025-03-03T08:00", "end": "2025-03-07T16:00"},
     "/zaken/{case_id}/inzien": {"share_1": "{}", "passphrase_1": "x"},
@@ -122,8 +125,12 @@ def objects(console: Console) -> dict[str, int]:
         case_id = open_case(s, user=directie, reference="INC-1", article="art. 7", description="d", reason="r",
                             subject="10.30.9.9", window_start=NOW - dt.timedelta(days=2),
                             window_end=NOW - dt.timedelta(days=1), now=NOW)
+    # the sensor's own write transaction, as it imposes limits
+    limit_id = impose_download_limit(console.store, address="10.30.9.8", zone="lokaal-101", max_bytes=50_000_000,
+                                     until=NOW + dt.timedelta(hours=8), reason="overmatig downloaden", now=NOW)
+    assert limit_id is not None
     return {"request_id": request_id, "grant_id": grant_id, "opening_id": opening_id, "exam_id": exam_id,
-            "ban_id": ban_id, "case_id": case_id}
+            "ban_id": ban_id, "case_id": case_id, "limit_id": limit_id}
 
 
 def fill(path: str, objects: dict[str, int]) -> str:

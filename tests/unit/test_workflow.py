@@ -852,7 +852,7 @@ def test_counts(store: Store, people: dict[str, User]) -> None:
     with store.read() as s:
         assert counts(s, now=NOW) == {"pending_requests": 2, "submitted_requests": 1, "endorsed_requests": 1,
                                       "active_grants": 1, "active_openings": 1, "active_exams": 1,
-                                      "active_exclusions": 1}
+                                      "active_exclusions": 1, "active_download_limits": 0, "open_cases": 0}
         assert counts(s, now=NOW + 90 * MINUTE)["active_grants"] == 2
 
 

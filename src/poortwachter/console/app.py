@@ -79,6 +79,7 @@ def routes() -> list[BaseRoute]:
         get("/uitsluitingen", EXCLUDERS, exclusions.exclusions),
         post("/uitsluitingen/toevoegen", EXCLUDERS, exclusions.add),
         post("/uitsluitingen/{ban_id:int}/beeindigen", EXCLUDERS, exclusions.end),
+        post("/uitsluitingen/downloadlimieten/{limit_id:int}/opheffen", EXCLUDERS, exclusions.lift_limit),
         # cases (004 art. 22): directie opens, ICT approves; the ledger is read-only
         get("/zaken", CASES, cases.cases),
         post("/zaken/openen", CASE_OPENERS, cases.open_),

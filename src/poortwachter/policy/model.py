@@ -202,6 +202,70 @@ class Settings(Strict):
     contact: str = Field("de ICT-afdeling / the ICT department", description="who to contact, shown on the block page")
 
 
+MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address (geen geldig IP-adres)") from None
+
+
+def _mac(value: str) -> str:
+    value = value.strip().lower().replace("-", ":")
+    if not MAC.match(value):
+        raise ValueError(f"{value!r} is not a MAC address like 02:00:5e:00:00:01 (geen geldig MAC-adres)")
+    return value
+
+
+def _address_or_mac(value: str) -> str:
+    return _mac(value) if MAC.match(value.strip().lower().replace("-", ":")) else _address(value)
+
+
+def _ipv4(value: str) -> str:
+    value = _address(value)
+    if ":" in value:
+        raise ValueError(f"{value!r}: ARP spoofing is an IPv4 matter, give the router's IPv4 address")
+    return value
+
+
+Mac = Annotated[str, AfterValidator(_mac)]
+
+
+class SensorGateway(Strict):
+    address: Annotated[str, AfterValidator(_ipv4)] = Field(description="the router's IPv4 address clients use")
+    mac: Mac = Field(description="the router's MAC address; any other MAC claiming the address is ARP spoofing")
+
+
+class SensorScans(Strict):
+    window: int = Field(60, ge=1, le=86400, description="seconds")
+    ports: int = Field(25, ge=2, description="distinct unanswered ports on one host from one client: a port scan")
+    hosts: int = Field(25, ge=2, description="distinct unanswered hosts on one port from one client: a sweep")
+
+
+class ExcessiveDownload(Strict):
+    window: int = Field(3600, ge=60, le=86400, description="seconds of the sliding window")
+    bytes: int = Field(2_000_000_000, ge=1, description="bytes one client may receive within the window")
+    action: Literal["alert", "limit"] = Field(
+        "alert", description="alert: count it; limit: also impose a download limit on the client until the end of the day")
+    max_download: int = Field(50_000_000, ge=1, description="largest response a limited client may fetch (action: limit)")
+    source: str = Field("004 art. 13: overmatig downloaden", min_length=1, description="the article this enforces")
+
+
+class Sensor(Strict):
+    """The network sensor (`poortwachter sensor`): what it watches on the client VLANs."""
+
+    gateways: list[SensorGateway] = Field([], description="routers the clients use, with their MAC addresses")
+    dhcp_servers: list[Annotated[str, AfterValidator(_address_or_mac)]] | None = Field(
+        None, description="addresses and/or MACs DHCP replies may come from (the server or relay); "
+                          "[]: no DHCP on these networks; absent: the first server seen is taken as the school's")
+    scans: SensorScans = SensorScans()
+    excessive_download: ExcessiveDownload = ExcessiveDownload()
+    source: str = Field("004 art. 12: het netwerk niet verstoren, geen virussen, niet hacken", min_length=1,
+                        description="the article behind ARP spoofing, rogue DHCP and scan findings")
+
+
 class Policy(Strict):
     school: str
     reglement: str = Field("", description="title or link of the reglement this policy enforces")
@@ -213,6 +277,7 @@ class Policy(Strict):
     rules: list[Rule] = []
     default: Literal["allow", "block"] = "allow"
     default_source: str = Field("", description="article behind the default, if any")
+    sensor: Sensor | None = Field(None, description="the network sensor; without it: defaults, no gateway or DHCP list")
 
 
 Path = tuple[str | int, ...]
@@ -277,4 +342,9 @@ def cross_references(policy: Policy) -> list[tuple[Path, str]]:
             if net in seen:
                 problems.append((("zones", zname, "cidrs", j), f"{cidr} is also in zone {seen[net]!r}"))
             seen[net] = zname
+    gateways: set[str] = set()
+    for j, gateway in enumerate(policy.sensor.gateways if policy.sensor else []):
+        if gateway.address in gateways:
+            problems.append((("sensor", "gateways", j, "address"), "gateway listed twice (één MAC per gateway-adres)"))
+        gateways.add(gateway.address)
     return problems

@@ -476,3 +476,33 @@ class AuditTombstoneRow(Base):
     action: Mapped[str] = mapped_column(_CpString(16))
     leaf_hash: Mapped[bytes] = mapped_column(_CpLargeBinary)
     erasure: Mapped[int | None] = mapped_column(_CpForeignKey("audit_erasures.id"), index=True)
+
+
+# --- download limits (the sensor's "overmatig downloaden" verdict) -----------------------------
+# Appended section; its imports are here so that edits above and below do not collide.
+from sqlalchemy import BigInteger as _DlBigInteger  # noqa: E402
+from sqlalchemy import CheckConstraint as _DlCheck  # noqa: E402
+from sqlalchemy import Integer as _DlInteger  # noqa: E402
+from sqlalchemy import String as _DlString  # noqa: E402
+from sqlalchemy import Text as _DlText  # noqa: E402
+
+
+class DownloadLimitRow(Base):
+    """Downloadlimiet (004 art. 13, overmatig downloaden): until `until` the client at `address`
+    may not fetch a response larger than `max_bytes`. Imposed by the network sensor; modelled like
+    a ban, but always on one address, never a network."""
+
+    __tablename__ = "download_limits"
+    __table_args__ = (_DlCheck("max_bytes >= 0", name="max_bytes"),)
+
+    id: Mapped[int] = mapped_column(_DlInteger, primary_key=True)
+    address: Mapped[str] = mapped_column(_DlString(SUBJECT), index=True)
+    zone: Mapped[str] = mapped_column(_DlString(NAME))
+    max_bytes: Mapped[int] = mapped_column(_DlBigInteger)
+    start: Mapped[dt.datetime | None]
+    until: Mapped[dt.datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(_DlText)
+    created_by: Mapped[str] = mapped_column(_DlString(NAME))
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    expired_at: Mapped[dt.datetime | None]   # set once by the expiry sweep (workflow)

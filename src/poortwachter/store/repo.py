@@ -1,4 +1,4 @@
-"""Changing the state: add and revoke bans, grants, classroom openings and exams.
+"""Changing the state: add and revoke bans, grants, classroom openings, exams and download limits.
 
 Every function works inside the caller's unit of work (a Session from `Store.write()`), so a
 workflow step can change several things atomically. Each change, in that same transaction,
@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 from ..hosts import BadHost, normalize_host
 from ..state import Exam, Grant, Opening
 from .db import _WRITE
-from .models import BanRow, ChangeRow, ExamRow, GrantRow, MetaRow, OpeningRow
+from .models import BanRow, ChangeRow, DownloadLimitRow, ExamRow, GrantRow, MetaRow, OpeningRow
 
-ObjectKind = Literal["ban", "grant", "opening", "exam"]
+ObjectKind = Literal["ban", "grant", "opening", "exam", "download_limit"]
 GrantStatus = Literal["pending", "approved", "rejected"]
 
 
@@ -145,9 +145,30 @@ def revoke_exam(session: Session, exam_id: int, *, actor: str, reason: str,
     return _revoke(session, ExamRow, "exam", exam_id, actor, reason, now)
 
 
+# --- download limits -------------------------------------------------------------------------
+
+def add_download_limit(session: Session, *, address: str, zone: str, max_bytes: int, until: dt.datetime,
+                       actor: str, reason: str, start: dt.datetime | None = None,
+                       now: dt.datetime | None = None) -> int:
+    """Until `until`, the client at `address` (one address, not a network) may not fetch a
+    response larger than `max_bytes` (004 art. 13)."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise ValueError("Maximum moet een geheel aantal bytes zijn / Maximum must be a whole number of bytes")
+    why = _text(reason, "Reden", "Reason")
+    row = DownloadLimitRow(address=_address(address), zone=_text(zone, "Zone", "Zone"), max_bytes=max_bytes,
+                           start=start, until=until, reason=why, created_by=_text(actor, "Wie", "Actor"),
+                           created_at=_now(now))
+    return _add(session, "download_limit", row, start, until, why)
+
+
+def revoke_download_limit(session: Session, limit_id: int, *, actor: str, reason: str,
+                          now: dt.datetime | None = None) -> bool:
+    return _revoke(session, DownloadLimitRow, "download_limit", limit_id, actor, reason, now)
+
+
 # --- shared ----------------------------------------------------------------------------------
 
-type _Row = BanRow | GrantRow | OpeningRow | ExamRow
+type _Row = BanRow | GrantRow | OpeningRow | ExamRow | DownloadLimitRow
 
 
 def _add(session: Session, obj: ObjectKind, row: _Row, start: dt.datetime | None, end: dt.datetime,
@@ -161,7 +182,7 @@ def _add(session: Session, obj: ObjectKind, row: _Row, start: dt.datetime | None
     return row.id
 
 
-def _revoke[R: (BanRow, GrantRow, OpeningRow, ExamRow)](
+def _revoke[R: (BanRow, GrantRow, OpeningRow, ExamRow, DownloadLimitRow)](
     session: Session, model: type[R], obj: ObjectKind, object_id: int, actor: str, reason: str,
     now: dt.datetime | None,
 ) -> bool:
@@ -187,6 +208,11 @@ def normalize_sites(sites: Iterable[str]) -> list[str]:
 def normalize_subject(subject: str) -> str:
     """A ban subject as the store keeps it (see _subject); ValueError on a bad one."""
     return _subject(subject)
+
+
+def normalize_address(address: str) -> str:
+    """A single client address as the store keeps it (see _address); ValueError on a bad one."""
+    return _address(address)
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
@@ -223,6 +249,18 @@ def _subject(subject: str) -> str:
     except ValueError:
         raise ValueError("Geen geldig adres of netwerk / Not an address or network") from None
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def _address(address: str) -> str:
+    """Canonical single address ("10.1.2.3", "2001:db8::1"); an IPv4-mapped IPv6 address is the
+    IPv4 client it is, as the gateway sees it (gateway.client_address)."""
+    try:
+        addr = ipaddress.ip_address(address.strip())
+    except ValueError:
+        raise ValueError("Geen geldig adres / Not an address") from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr)
 
 
 def _sites(sites: Iterable[str]) -> list[str]:

@@ -16,9 +16,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..state import Ban, Exam, Grant, Opening, Sites, State
+from ..state import Ban, DownloadLimit, Exam, Grant, Opening, Sites, State
 from .db import Store
-from .models import BanRow, ExamRow, GrantRow, MetaRow, OpeningRow
+from .models import BanRow, DownloadLimitRow, ExamRow, GrantRow, MetaRow, OpeningRow
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ class Snapshot:
 
 
 def load_snapshot(store: Store, now: dt.datetime) -> Snapshot:
-    """Active and future bans, approved grants, openings and exams (not expired at `now`, not
-    revoked), read in one transaction together with the revision they belong to."""
+    """Active and future bans, approved grants, openings, exams and download limits (not expired
+    at `now`, not revoked), read in one transaction together with the revision they belong to."""
     if now.tzinfo is None:
         raise ValueError("naive datetime: pass an aware 'now'")
     bans = select(BanRow).where(BanRow.revoked_at.is_(None), BanRow.until > now).order_by(BanRow.id)
@@ -41,6 +41,8 @@ def load_snapshot(store: Store, now: dt.datetime) -> Snapshot:
     openings = (select(OpeningRow).where(OpeningRow.revoked_at.is_(None), OpeningRow.until > now)
                 .order_by(OpeningRow.id))
     exams = select(ExamRow).where(ExamRow.revoked_at.is_(None), ExamRow.until > now).order_by(ExamRow.id)
+    limits = (select(DownloadLimitRow).where(DownloadLimitRow.revoked_at.is_(None), DownloadLimitRow.until > now)
+              .order_by(DownloadLimitRow.id))
     with store.read() as session:
         revision = _revision(session)
         state = State(
@@ -48,6 +50,7 @@ def load_snapshot(store: Store, now: dt.datetime) -> Snapshot:
             grants=tuple(_grant(r) for r in session.scalars(grants)),
             openings=tuple(_opening(r) for r in session.scalars(openings)),
             exams=tuple(_exam(r) for r in session.scalars(exams)),
+            download_limits=tuple(_limit(r) for r in session.scalars(limits) if _valid_address(r)),
         )
     return Snapshot(revision, state)
 
@@ -72,6 +75,15 @@ def _valid_subject(row: BanRow) -> bool:
         ipaddress.ip_network(row.subject, strict=False)
     except ValueError:
         log.error("ban %d skipped: subject is not an address or network", row.id)
+        return False
+    return True
+
+
+def _valid_address(row: DownloadLimitRow) -> bool:
+    try:
+        ipaddress.ip_address(row.address)
+    except ValueError:
+        log.error("download limit %d skipped: not an address", row.id)
         return False
     return True
 
@@ -101,3 +113,7 @@ def _opening(row: OpeningRow) -> Opening:
 def _exam(row: ExamRow) -> Exam:
     return Exam(id=row.id, zone=row.zone, allowlist=Sites.of(row.sites, row.categories),
                 until=row.until, source=row.source, start=row.start)
+
+
+def _limit(row: DownloadLimitRow) -> DownloadLimit:
+    return DownloadLimit(id=row.id, address=row.address, max_bytes=row.max_bytes, until=row.until, start=row.start)

@@ -1,5 +1,5 @@
 """Classroom openings (004 art. 9), exam mode, network exclusions (000, 004), and the sweep that
-writes each expiry into the change log once.
+writes each expiry (download limits included, see limits.py) into the change log once.
 
 Who may do what:
 - open_classroom / end_opening: a docent for the zones on their account, or ICT;
@@ -19,7 +19,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..store import repo
-from ..store.models import BanRow, ExamRow, GrantRow, OpeningRow, UnblockRequestRow
+from ..store.models import BanRow, CaseRow, DownloadLimitRow, ExamRow, GrantRow, OpeningRow, UnblockRequestRow
 from .common import SYSTEM, User, actor_of, aware, names, repo_input, require_role, text
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .requests import PENDING, _sites
@@ -137,13 +137,14 @@ def end_exclusion(s: Session, ban_id: int, *, user: User, reason: str, now: dt.d
 
 def record_expiries(s: Session, *, now: dt.datetime) -> int:
     """Write one `expire` change (actor "systeem", at the moment it ended) for every grant,
-    opening, exam and exclusion whose end has passed and that was neither revoked nor recorded
-    before; returns how many. Safe to run from several places at once: the writer's lock
+    opening, exam, exclusion and download limit whose end has passed and that was neither revoked
+    nor recorded before; returns how many. Safe to run from several places at once: the writer's lock
     serialises the sweeps and `expired_at` marks what is done."""
     now = aware(now, "Tijd", "Time")
     repo.lock_revision(s)
-    ended: list[tuple[dt.datetime, str, GrantRow | OpeningRow | ExamRow | BanRow]] = []
-    for model, obj in ((GrantRow, "grant"), (OpeningRow, "opening"), (ExamRow, "exam"), (BanRow, "ban")):
+    ended: list[tuple[dt.datetime, str, GrantRow | OpeningRow | ExamRow | BanRow | DownloadLimitRow]] = []
+    for model, obj in ((GrantRow, "grant"), (OpeningRow, "opening"), (ExamRow, "exam"), (BanRow, "ban"),
+                       (DownloadLimitRow, "download_limit")):
         end = GrantRow.end if model is GrantRow else model.until  # type: ignore[union-attr]
         query = (select(model).where(model.revoked_at.is_(None), model.expired_at.is_(None), end <= now)
                  .order_by(model.id).with_for_update().execution_options(populate_existing=True))
@@ -161,10 +162,12 @@ def record_expiries(s: Session, *, now: dt.datetime) -> int:
 
 
 def counts(s: Session, *, now: dt.datetime) -> dict[str, int]:
-    """What is pending and in force at `now` (for the console's front page)."""
+    """What is pending and in force at `now` (for the console's front page and the gateway's
+    metrics): counts only. `open_cases` are audit cases opened or approved and not yet closed or
+    past their end (004 art. 22)."""
     now = aware(now, "Tijd", "Time")
 
-    def running(model: type[OpeningRow] | type[ExamRow] | type[BanRow]) -> int:
+    def running(model: type[OpeningRow] | type[ExamRow] | type[BanRow] | type[DownloadLimitRow]) -> int:
         return s.scalar(select(func.count()).select_from(model).where(
             model.revoked_at.is_(None), or_(model.start.is_(None), model.start <= now), model.until > now)) or 0
 
@@ -175,6 +178,8 @@ def counts(s: Session, *, now: dt.datetime) -> dict[str, int]:
     grants = s.scalar(select(func.count()).select_from(GrantRow).where(
         GrantRow.status == "approved", GrantRow.revoked_at.is_(None), GrantRow.start <= now,
         GrantRow.end > now)) or 0
+    cases = s.scalar(select(func.count()).select_from(CaseRow).where(
+        CaseRow.status.in_(("open", "approved")), CaseRow.ends_at > now)) or 0
     return {
         "pending_requests": sum(by_status.values()),
         "submitted_requests": by_status.get("submitted", 0),
@@ -183,6 +188,8 @@ def counts(s: Session, *, now: dt.datetime) -> dict[str, int]:
         "active_openings": running(OpeningRow),
         "active_exams": running(ExamRow),
         "active_exclusions": running(BanRow),
+        "active_download_limits": running(DownloadLimitRow),
+        "open_cases": cases,
     }
 
 

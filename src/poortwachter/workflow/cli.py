@@ -1,4 +1,4 @@
-"""`poortwachter user|grant|ban|requests ...`: the workflow from the command line.
+"""`poortwachter user|grant|ban|limit|requests ...`: the workflow from the command line.
 
 user add USERNAME --role ROLE --name NAME [--zones a,b] [--password-stdin]   (the first ICT account)
 user list
@@ -7,6 +7,7 @@ grant add --site S [--site ...] [--zone Z] [--role R] --until TIME [--from TIME]
 grant list [--all] [--json]        grant revoke ID --reason TEXT [--actor NAME]
 ban add SUBJECT --until TIME --reason TEXT [--actor NAME]
 ban list [--json]                  ban revoke ID --reason TEXT [--actor NAME]
+limit list [--json]                limit revoke ID --reason TEXT [--actor NAME]   (download limits, 004 art. 13)
 requests list [--status S] [--json]
 requests sweep                     record every expiry that passed in the change log (cron/timer)
 
@@ -40,7 +41,7 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `user`, `grant`, `ban` and `requests`; each leaf sets `func(args) -> exit status` and
+    """Add `user`, `grant`, `ban`, `limit` and `requests`; each leaf sets `func(args) -> exit status` and
     reads args.data_dir (a Path) and --db."""
     from .common import ROLES
 
@@ -97,6 +98,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = leaf(ban, "list", cmd_ban_list, "exclusions not yet ended")
     p.add_argument("--json", action="store_true")
     p = leaf(ban, "revoke", cmd_ban_revoke, "end an exclusion early")
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True)
+    actor(p)
+
+    limit = subparsers.add_parser("limit", help="download limits from the network sensor (004 art. 13)").add_subparsers(
+        dest="limit_command", metavar="{list,revoke}", required=True)
+    p = leaf(limit, "list", cmd_limit_list, "download limits not yet ended")
+    p.add_argument("--json", action="store_true")
+    p = leaf(limit, "revoke", cmd_limit_revoke, "lift a download limit early")
     p.add_argument("id", type=int)
     p.add_argument("--reason", required=True)
     actor(p)
@@ -200,6 +210,29 @@ def cmd_ban_revoke(args: argparse.Namespace) -> int:
     with _unit(args) as (s, now):
         end_exclusion(s, args.id, user=_cli_user(args.actor), reason=args.reason, now=now)
     print(f"Uitsluiting {args.id} opgeheven / Exclusion {args.id} lifted")
+    return EXIT_OK
+
+
+def cmd_limit_list(args: argparse.Namespace) -> int:
+    from .limits import list_download_limits
+
+    with _unit(args, write=False) as (s, now):
+        limits = list_download_limits(s, now=now)
+    if args.json:
+        print(json.dumps([_jsonable(d) for d in limits], ensure_ascii=False))
+        return EXIT_OK
+    for d in limits:
+        print(f"{d.id}\t{d.address}\t{d.zone}\tmax. {d.max_bytes} bytes\ttot/until {_local(d.until)}"
+              f"\t{d.created_by}\t{d.reason}")
+    return EXIT_OK
+
+
+def cmd_limit_revoke(args: argparse.Namespace) -> int:
+    from .limits import revoke_download_limit
+
+    with _unit(args) as (s, now):
+        revoke_download_limit(s, args.id, user=_cli_user(args.actor), reason=args.reason, now=now)
+    print(f"Downloadlimiet {args.id} opgeheven / Download limit {args.id} lifted")
     return EXIT_OK
 
 
