@@ -53,6 +53,7 @@ def _fail_closed(hook: Callable[..., None]) -> Callable[..., None]:
             hook(self, arg)
         except Exception as exc:
             log.error("%s failed (%s): request refused", hook.__name__, type(exc).__name__)
+            metrics.ERRORS.labels("internal").inc()
             if isinstance(arg, http.HTTPFlow) and arg.response is None:
                 arg.response = http.Response.make(503, "Poortwachter: interne fout / internal error\n",
                                                   {"Content-Type": "text/plain; charset=utf-8"})

@@ -23,8 +23,8 @@ log = logging.getLogger("poortwachter")
 _UPSTREAM_KINDS = (
     ("timeout", ("timed out", "timeout")),
     ("tls", ("tls", "ssl", "certificate", "handshake")),
-    ("connect", ("connect", "refused", "unreachable", "resolve", "name or service", "getaddrinfo",
-                 "no route", "dns")),
+    ("connect", ("connect call failed", "refused", "unreachable", "resolve", "name or service",
+                 "name resolution", "getaddrinfo", "no route")),
 )
 
 
