@@ -24,7 +24,7 @@ console: $(STAMP)
 
 # Debian packages the tests drive for real: chromium (block page, console), prometheus (promtool and
 # a live server), nftables and iproute2 (transparent interception and the sensor in namespaces).
-TEST_TOOLS := chromium:chromium promtool:prometheus nft:nftables ip:iproute2
+TEST_TOOLS := chromium:chromium promtool:prometheus nft:nftables ip:iproute2 systemd-analyze:systemd
 
 test: $(STAMP)
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done); \

@@ -11,8 +11,15 @@ policy-schema  write the JSON Schema of the policy format (policy/schema.json)
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import re
+import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .paths import resolve_data_dir
@@ -157,31 +164,148 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 # --- run --------------------------------------------------------------------------------------------
+# Several workers on one machine (`run --worker NAME`, one systemd instance each) share the data
+# directory's lists, CA, escrow public key, checkpoint key and store, but each needs files only one
+# process may write: the audit spool (locked), sequence file, pseudonym keys and checkpoints, and
+# the state snapshot. The addons keep those under the data directory they are given, so a worker
+# gets <data dir>/workers/<NAME>/ as its own, with the shared parts linked into it.
+WORKERS = "workers"
+WORKER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")   # part of a path and of the audit gateway id
+WORKER_SHARED = ("lists", "audit/escrow.pub", "audit/checkpoint.key")
+WORKER_METRICS_STEP = 10   # worker n serves metrics on the --metrics port + 10*(n-1): 9108, 9118, ...
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    gateway: str         # the gateway id in the audit log: <host name>-<worker>
+    data_dir: Path       # the worker's own files; the shared ones are linked in
+    listen: str
+    metrics: str
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"{option}: HOST:PORT verwacht / expected, not {value!r}")
+    return host, int(port)
+
+
+def _shifted(value: str, option: str, offset: int) -> str:
+    if not value or not offset:
+        return value
+    host, port = _host_port(value, option)
+    if port + offset > 65535:
+        raise SystemExit(f"{option}: poort {port} + {offset} te hoog / port too high")
+    return f"{host}:{port + offset}"
+
+
+def run_worker(args: argparse.Namespace, hostname: str | None = None) -> Worker | None:
+    """What `--worker NAME` means for this run, or None without it. A numeric NAME n shifts the
+    ports, so one systemd template serves every worker: --listen port + (n-1), --metrics port +
+    10*(n-1) (the sensor keeps 9109)."""
+    name = args.worker
+    if not name:
+        return None
+    if not WORKER_NAME.match(name):
+        raise SystemExit(f"--worker: kleine letters, cijfers, - en _ / lower-case letters, digits, - and _; "
+                         f"not {name!r}")
+    n = int(name) if name.isdigit() else 1
+    if n < 1:
+        raise SystemExit("--worker: nummers beginnen bij 1 / numbers start at 1")
+    host = (hostname or socket.gethostname()).split(".", 1)[0]
+    return Worker(name=name, gateway=f"{host}-{name}", data_dir=args.data_dir / WORKERS / name,
+                  listen=_shifted(args.listen, "--listen", n - 1),
+                  metrics=_shifted(args.metrics, "--metrics", WORKER_METRICS_STEP * (n - 1)))
+
+
+def link_shared(shared: Path, own: Path) -> None:
+    """Link what workers share into a worker's directory (relative links, so the data directory
+    can move). A link to a file the key ceremony has not made yet dangles until it does."""
+    for part in WORKER_SHARED:
+        link = own / part
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = Path(os.path.relpath(shared / part, link.parent))
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        if link.exists() or link.is_symlink():
+            raise SystemExit(f"--worker: {link} bestaat al en is geen link naar {shared / part} / "
+                             "exists and is not a link to the shared one")
+        link.symlink_to(target)
+
+
 def mitmdump_args(args: argparse.Namespace) -> list[str]:
     import poortwachter_addons
 
     script = Path(poortwachter_addons.__file__).with_name("gateway.py")
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise SystemExit(f"--listen: HOST:PORT verwacht / expected, not {args.listen!r}")
+    worker: Worker | None = getattr(args, "worker_layout", None)
+    listen, metrics = (worker.listen, worker.metrics) if worker else (args.listen, args.metrics)
+    host, port = _host_port(listen, "--listen")
     data_dir: Path = args.data_dir
+    db = args.db
+    if worker is not None and not db:
+        from .store.db import default_url
+
+        db = default_url(data_dir)    # the shared store, not one in the worker's directory
     argv = [
         "-s", str(script),
         "--mode", args.mode,
-        "--listen-host", host.strip("[]"), "--listen-port", port,
+        "--listen-host", host.strip("[]"), "--listen-port", str(port),
         "--set", f"confdir={data_dir / 'ca'}",
         "--set", f"poortwachter_policy={Path(args.policy).resolve()}",
-        "--set", f"poortwachter_data_dir={data_dir}",
-        "--set", f"poortwachter_metrics={args.metrics}",
+        "--set", f"poortwachter_data_dir={worker.data_dir if worker else data_dir}",
+        "--set", f"poortwachter_metrics={metrics}",
         "--set", "connection_strategy=lazy",     # never contact a server for a request we block
         "--set", "termlog_verbosity=error",      # mitmproxy's own lines carry addresses and URLs
         "--set", "flow_detail=0",
     ]
+    if worker is not None:
+        argv += ["--set", f"poortwachter_audit_gateway={worker.gateway}"]
     if args.clock_file:
         argv += ["--set", f"poortwachter_clock_file={args.clock_file}"]
-    if args.db:
-        argv += ["--set", f"poortwachter_db={args.db}"]
-    return argv + list(args.extra or [])
+    if db:
+        argv += ["--set", f"poortwachter_db={db}"]
+    extra = list(args.extra or [])
+    return _without(argv, _set_names(extra)) + extra
+
+
+def _set_names(argv: list[str]) -> set[str]:
+    """Names of the options `--set NAME=VALUE` gives in argv."""
+    return {value.partition("=")[0] for flag, value in zip(argv, argv[1:]) if flag == "--set"}
+
+
+def _without(argv: list[str], names: set[str]) -> list[str]:
+    """argv less its `--set` of these names: an option given twice stops mitmdump (for an addon's
+    option, silently, before it listens), so one given after -- replaces ours."""
+    out: list[str] = []
+    skip = False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word == "--set" and i + 1 < len(argv) and argv[i + 1].partition("=")[0] in names:
+            skip = True
+        else:
+            out.append(word)
+    return out
+
+
+@contextmanager
+def _setup_lock(data_dir: Path) -> Iterator[None]:
+    """Workers started together must not make two CAs or migrate the store at the same time."""
+    with open(data_dir / ".run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ensure_ca(confdir: Path) -> None:
+    """Make the school CA now, under the lock, rather than in each worker's mitmdump at once."""
+    from mitmproxy.certs import CertStore
+    from mitmproxy.options import CONF_BASENAME, KEY_SIZE
+
+    CertStore.from_store(confdir, CONF_BASENAME, KEY_SIZE)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -193,16 +317,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_policy_error_lines(exc), file=sys.stderr)
         return EXIT_INVALID
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = args.worker_layout = run_worker(args)
     from .store.db import default_url, open_store
 
-    try:  # create and migrate before the proxy starts; an unreachable shared database is not fatal
-        open_store(args.db or default_url(args.data_dir)).close()
-    except Exception as exc:
-        print(f"Opslag niet bereikbaar, de gateway start zonder / Store unreachable, starting without: "
-              f"{type(exc).__name__}", file=sys.stderr)
+    with _setup_lock(args.data_dir):
+        if worker is not None:
+            worker.data_dir.mkdir(parents=True, exist_ok=True)
+            link_shared(args.data_dir, worker.data_dir)
+        _ensure_ca(args.data_dir / "ca")
+        try:  # create and migrate before the proxy starts; an unreachable shared database is not fatal
+            open_store(args.db or default_url(args.data_dir)).close()
+        except Exception as exc:
+            print(f"Opslag niet bereikbaar, de gateway start zonder / Store unreachable, starting without: "
+                  f"{type(exc).__name__}", file=sys.stderr)
     argv = mitmdump_args(args)
-    print(f"Poortwachter luistert op / listens on {args.listen} ({args.mode}); "
-          f"metrics: {args.metrics or 'uit / off'}; data: {args.data_dir}", file=sys.stderr)
+    listen, metrics = (worker.listen, worker.metrics) if worker else (args.listen, args.metrics)
+    who = f"worker {worker.name} ({worker.gateway}), " if worker else ""
+    print(f"Poortwachter {who}luistert op / listens on {listen} ({args.mode}); "
+          f"metrics: {metrics or 'uit / off'}; data: {worker.data_dir if worker else args.data_dir}",
+          file=sys.stderr)
     from mitmproxy.tools.main import mitmdump
 
     mitmdump(argv)
@@ -238,9 +371,10 @@ def _extensions(only: str | None):  # type: ignore[no-untyped-def]
     from .audit.cli import register as register_audit
     from .audit.verify_cli import register as register_audit_verify
     from .console.cli import register as register_console
+    from .sensor.cli import register as register_sensor
     from .workflow.cli import register as register_workflow
 
-    yield from (register_workflow, register_console, register_audit, register_audit_verify)
+    yield from (register_workflow, register_console, register_audit, register_audit_verify, register_sensor)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -274,6 +408,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="127.0.0.1:9108", help="HOST:PORT for Prometheus, empty to switch off")
     p.add_argument("--db", help="store URL (SQLAlchemy), e.g. postgresql+psycopg://gw@db/poortwachter; "
                                 "default: SQLite poortwachter.db in the data directory")
+    p.add_argument("--worker", metavar="NAME",
+                   help="one of several workers on this machine: audit gateway id <host name>-NAME, own files in "
+                        "DATA_DIR/workers/NAME (audit spool, sequence, checkpoints, state snapshot), lists, CA and "
+                        "store shared; a number n shifts the ports: --listen port + (n-1), --metrics port + "
+                        "10*(n-1) (worker 1: 8080 and 9108, worker 2: 8081 and 9118)")
     p.add_argument("--clock-file", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="further mitmdump arguments after --")
     p.set_defaults(func=cmd_run)

@@ -8,9 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def ip(*args: str, ns: str | None = None) -> str:
@@ -74,6 +78,34 @@ class Topology:
         done = self.run(ns, ["sysctl", "-qw", f"{key}={value}"])
         if done.returncode != 0:
             raise RuntimeError(f"sysctl {key} in {ns}: {done.stderr.strip()}")
+
+    def route(self, ns: str, destination: str, via: str) -> None:
+        """A route in `ns`: `destination` ("default" or a CIDR) through the neighbour `via`."""
+        ip("route", "add", destination, "via", via, ns=ns)
+
+    def call(self, ns: str, func: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run `func` in a thread moved into namespace `ns` (setns moves the calling thread only)
+        and return its result. Sockets it creates stay in `ns` for their whole life, so a server
+        made here can be served from any thread of the test process."""
+        result: list[T] = []
+        error: list[BaseException] = []
+
+        def inside() -> None:
+            try:
+                with open(f"/run/netns/{ns}") as handle:
+                    os.setns(handle.fileno(), os.CLONE_NEWNET)
+                result.append(func())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                error.append(exc)
+
+        thread = threading.Thread(target=inside, name=f"netns-{ns}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"call in {ns} did not return within {timeout:.0f} s")
+        if error:
+            raise error[0]
+        return result[0]
 
     def close(self) -> None:
         for name in reversed(self.namespaces):   # removing a namespace removes its veth ends

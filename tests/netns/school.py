@@ -1,0 +1,343 @@
+"""A school network in namespaces for the transparent-mode tests and the workers benchmark.
+
+    client (10.20.1.0/24) ---- gateway ---- internet (203.0.113.0/24: web, resolvers)
+                                  |
+                               beheer (10.99.0.0/24: the management network)
+
+The gateway namespace forwards, loads deploy/nftables/poortwachter.nft with the defines below and
+runs `poortwachter run --mode transparent` (one process per worker). Clients use no proxy
+setting: their TCP 80 and 443 is redirected. The web server is the end-to-end upstream
+(tests/e2e/upstream.py) bound to WEB:80 and WEB:443, so it records what reached it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from tests.e2e.pki import TestCA
+from tests.e2e.upstream import _Server, _tls_context
+
+from .topology import Topology
+
+REPO = Path(__file__).resolve().parents[2]
+POORTWACHTER = REPO / ".venv" / "bin" / "poortwachter"
+RULESET = REPO / "deploy" / "nftables" / "poortwachter.nft"
+
+CLIENT_NET, GW_CLIENT = "10.20.1.0/24", "10.20.1.1"
+CLIENTS = tuple(f"10.20.1.{n}" for n in range(10, 18))      # one laptop each, all in zone "klas"
+GW_INTERNET, WEB, RESOLVER, OTHER_RESOLVER = "203.0.113.1", "203.0.113.80", "203.0.113.53", "203.0.113.99"
+GW_MGMT, MGMT_HOST = "10.99.0.1", "10.99.0.10"
+PROXY_PORT, METRICS_PORT = 8080, 9108      # worker n: + (n-1) and + 10*(n-1) (`run --worker`)
+START_TIMEOUT = 30.0
+T = TypeVar("T")
+
+POLICY = """\
+school: "Transparante testschool"
+reglement: "Reglement voor de proef met transparante onderschepping"
+zones:
+  klas:
+    kind: classroom
+    role: pupil
+    cidrs: ["{client_net}"]
+    inspection: intercept
+timetable:
+  timezone: Europe/Amsterdam
+  schedules:
+    normaal:
+      - {{name: les, start: "00:00", end: "23:59", kind: lesson}}
+  weekdays: {{monday: normaal, tuesday: normaal, wednesday: normaal, thursday: normaal,
+             friday: normaal, saturday: normaal, sunday: normaal}}
+categories:
+  verboden:
+    title: "Verboden sites / Forbidden sites"
+    sites: [blocked.example]
+rules:
+  - name: verboden-sites
+    source: "004 art. 11a"
+    action: block
+    categories: [verboden]
+default: allow
+default_source: "004 art. 9"
+"""
+
+
+def nft_defines(workers: int) -> str:
+    """The site defines of deploy/nftables/site.nft for this network, `workers` workers."""
+    ports = [PROXY_PORT + i for i in range(workers)]
+    size = 1000 // workers
+    buckets = ", ".join(f"{i * size}-{999 if i == workers - 1 else (i + 1) * size - 1} : {port}"
+                        for i, port in enumerate(ports))
+    return "\n".join([
+        'define pw_client_ifaces = { "%s" }',
+        'define pw_pupil_ifaces = { "%s" }',
+        f"define pw_client_prefixes = {{ {CLIENT_NET} }}",
+        "define pw_client_prefixes6 = { 100::/64 }",
+        f"define pw_mgmt_prefixes = {{ {GW_MGMT.rsplit('.', 1)[0]}.0/24 }}",
+        "define pw_mgmt_prefixes6 = { 100::/64 }",
+        f"define pw_school_resolver = {RESOLVER}",
+        "define pw_school_resolver6 = 100::53",
+        f"define pw_proxy_ports = {{ {', '.join(map(str, ports))} }}",
+        f"define pw_worker_ports = {{ {buckets} }}",
+        "define pw_gateway_services = { 67 }",
+        f'include "{RULESET}"',
+        "",
+    ])
+
+
+class Site(_Server):
+    """The end-to-end upstream server (same handler, same records) on an address of the internet
+    namespace instead of 127.0.0.1."""
+
+    def __init__(self, scheme: str, context: object, address: tuple[str, int]) -> None:
+        self._bind_to = address
+        super().__init__(scheme, context)  # type: ignore[arg-type]
+
+    def server_bind(self) -> None:
+        self.server_address = self._bind_to
+        socketserver.TCPServer.server_bind(self)   # not HTTPServer's: it would look the address up in DNS
+        self.server_name, self.server_port = self._bind_to
+
+    def seen_hosts(self) -> list[str]:
+        with self._lock:
+            return [s.host.split(":")[0] for s in self.seen]
+
+
+class Datagrams:
+    """A UDP socket that counts what arrives; `answer` may reply to each datagram."""
+
+    def __init__(self, address: tuple[str, int], answer: Callable[[bytes], bytes | None] | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(0.2)
+        self.count = 0
+        self.answer = answer
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True, name=f"udp-{address}")
+
+    def start(self) -> Datagrams:
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.count += 1
+            reply = self.answer(data) if self.answer else None
+            if reply is not None:
+                self.sock.sendto(reply, peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def listener(address: tuple[str, int]) -> socket.socket:
+    """A TCP socket that accepts (the kernel completes handshakes from the backlog)."""
+    sock = socket.create_server(address, backlog=16)
+    return sock
+
+
+def can_connect(address: tuple[str, int], timeout: float = 2.0) -> bool | str:
+    """True when a TCP connection is made, else the kind of failure ("refused", "timeout", ...)."""
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        return type(exc).__name__
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}")
+        time.sleep(interval)
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+@dataclass
+class Worker:
+    n: int | None                   # None: a plain `poortwachter run` without --worker
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def port(self) -> int:
+        return PROXY_PORT + (self.n or 1) - 1
+
+    @property
+    def metrics_port(self) -> int:
+        return METRICS_PORT + 10 * ((self.n or 1) - 1)
+
+
+@dataclass
+class School:
+    topo: Topology
+    workdir: Path
+    client: str = ""
+    gateway: str = ""
+    internet: str = ""
+    mgmt: str = ""
+    client_if: str = ""
+    ca: TestCA | None = None
+    web: list[Site] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    worker_options: list[str] = field(default_factory=list)   # further mitmdump --set options
+
+    # --- building ----------------------------------------------------------------------------
+    def build(self, workers: int = 1, numbered: bool = False, web: bool = True, start: bool = True) -> School:
+        """The namespaces, links, routes and ruleset; the web servers unless `web` is False (a
+        benchmark brings its own); the workers (numbered --worker 1, 2, ... when more than one
+        or `numbered`) unless `start` is False (then call start_workers)."""
+        topo = self.topo
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.client, self.gateway = topo.namespace("klas"), topo.namespace("gw")
+        self.internet, self.mgmt = topo.namespace("inet"), topo.namespace("beheer")
+        self.client_if, gw_client_if = topo.link(self.client, f"{CLIENTS[0]}/24", self.gateway, f"{GW_CLIENT}/24")
+        for extra in CLIENTS[1:]:
+            topo.run(self.client, ["ip", "addr", "add", f"{extra}/24", "dev", self.client_if], check=True)
+        topo.link(self.internet, f"{WEB}/24", self.gateway, f"{GW_INTERNET}/24")
+        topo.link(self.mgmt, f"{MGMT_HOST}/24", self.gateway, f"{GW_MGMT}/24")
+        inet_if = self._ifname(self.internet)
+        for extra in (RESOLVER, OTHER_RESOLVER):
+            topo.run(self.internet, ["ip", "addr", "add", f"{extra}/24", "dev", inet_if], check=True)
+        topo.route(self.client, "default", GW_CLIENT)
+        topo.route(self.internet, "default", GW_INTERNET)
+        topo.route(self.mgmt, "default", GW_MGMT)
+        topo.sysctl(self.gateway, "net.ipv4.ip_forward", "1")
+        self.load_ruleset(gw_client_if, workers)
+
+        self.ca = TestCA(self.workdir / "test-ca")
+        if web:
+            self.web = topo.call(self.internet, lambda: [Site("http", None, (WEB, 80)),
+                                                         Site("https", _tls_context(self.ca), (WEB, 443))])
+        for server in self.web:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            self.closers.append(server.shutdown)
+            self.closers.append(server.server_close)
+        (self.workdir / "policy.yaml").write_text(POLICY.format(client_net=CLIENT_NET), encoding="utf-8")
+        if start:
+            self.start_workers(workers, numbered)
+        return self
+
+    def start_workers(self, workers: int, numbered: bool = False) -> None:
+        for n in range(1, workers + 1):
+            self.start_worker(n if numbered or workers > 1 else None)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    def _ifname(self, ns: str) -> str:
+        out = self.topo.run(ns, ["ip", "-o", "link", "show", "type", "veth"], check=True).stdout
+        return out.split(":")[1].strip().split("@")[0]
+
+    def load_ruleset(self, client_if: str, workers: int) -> None:
+        site = self.workdir / "site.nft"
+        site.write_text(nft_defines(workers) % (client_if, client_if), encoding="utf-8")
+        done = self.topo.run(self.gateway, ["nft", "-f", str(site)])
+        if done.returncode != 0:
+            raise RuntimeError(f"nft -f {site}: {done.stderr}")
+
+    def start_worker(self, n: int | None) -> Worker:
+        data = self.workdir / "data"
+        log = self.workdir / f"worker-{n or 0}.log"
+        argv = [str(POORTWACHTER), "--data-dir", str(data), "run", "--policy", str(self.workdir / "policy.yaml"),
+                "--mode", "transparent", "--listen", f"0.0.0.0:{PROXY_PORT}", "--metrics", f"127.0.0.1:{METRICS_PORT}"]
+        if n is not None:
+            argv += ["--worker", str(n)]
+        assert self.ca is not None
+        options = {"ssl_verify_upstream_trusted_ca": str(self.ca.pem), "poortwachter_audit_interval": "0.05"}
+        options.update(o.split("=", 1) for o in self.worker_options)   # mitmdump refuses an option twice
+        argv += ["--", *(w for name, value in options.items() for w in ("--set", f"{name}={value}"))]
+        with open(log, "wb") as out:
+            proc = self.topo.popen(self.gateway, argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=self.workdir, env=clean_env(), start_new_session=True)
+        worker = Worker(n, proc, log)
+        self.workers.append(worker)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (self.on_gateway(lambda: can_connect(("127.0.0.1", worker.port), 0.5) is True)
+                   and self.on_gateway(lambda: can_connect(("127.0.0.1", worker.metrics_port), 0.5) is True)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"worker {n} did not start:\n{log.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.1)
+        return worker
+
+    # --- using it ----------------------------------------------------------------------------
+    @property
+    def school_ca(self) -> Path:
+        """The gateway's CA: what the school's managed devices trust."""
+        return self.workdir / "data" / "ca" / "mitmproxy-ca-cert.pem"
+
+    def curl(self, url: str, *args: str, source: str = CLIENTS[0], ns: str | None = None) -> tuple[int, str]:
+        """curl from a client address with no proxy setting: (HTTP status, body); status 0 on failure."""
+        argv = ["curl", "-sS", "--noproxy", "*", "--max-time", "10", "--interface", source,
+                "--cacert", str(self.school_ca), "-o", "-", "-w", "\n%{http_code}", *args, url]
+        done = self.topo.run(ns or self.client, argv, env=clean_env(), timeout=20)
+        body, _, code = done.stdout.rpartition("\n")
+        return int(code or 0), body
+
+    def on_gateway(self, func: Callable[[], T]) -> T:
+        return self.topo.call(self.gateway, func)
+
+    def metrics(self, worker: Worker) -> str:
+        def scrape() -> str:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5) as resp:
+                return str(resp.read().decode())
+        return self.on_gateway(scrape)
+
+    def requests_seen(self, worker: Worker) -> float:
+        """Decisions the worker made for zone klas."""
+        total = 0.0
+        for line in self.metrics(worker).splitlines():
+            if line.startswith("poortwachter_requests_total{") and 'zone="klas"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def web_saw(self, host: str) -> bool:
+        return any(h == host for server in self.web for h in server.seen_hosts())
+
+    def close(self) -> None:
+        for worker in self.workers:
+            if worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait(timeout=5)
+        for close in reversed(self.closers):
+            close()
+        self.closers.clear()
+
+
+__all__ = ["School", "Datagrams", "listener", "can_connect", "wait_until", "CLIENTS", "WEB", "RESOLVER",
+           "OTHER_RESOLVER", "MGMT_HOST", "GW_CLIENT"]
