@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_proxy.py --gateway-option poortwachter_audit=off
 	$(BIN)/python tests/bench/bench_audit.py
 	$(BIN)/python tests/bench/bench_audit_verify.py
+	$(BIN)/python tests/bench/bench_workers.py   # root: network namespaces
 
 clean:
 	rm -rf $(VENV)
