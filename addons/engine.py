@@ -66,6 +66,10 @@ class EngineAddon:
         metrics.LIST_ENTRIES.clear()
         for name, size in self.engine.index.sizes().items():
             metrics.LIST_ENTRIES.labels(name).set(size)
+        zones = [*self.engine.policy.zones, self.engine.policy.guest.name]
+        for zone in zones:   # at zero from the start, see metrics.py
+            for side in ("client", "upstream"):
+                metrics.TLS_FAILURES.labels(zone, side)
 
     def running(self) -> None:
         # Everything loaded at startup (SQLAlchemy, Alembic, the policy, pydantic) lives as long as

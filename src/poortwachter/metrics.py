@@ -43,5 +43,16 @@ WORKFLOW = {
 # store failed or was slow), replayed (written from the spool later), dropped (the in-memory queue
 # was full: never accepted).
 AUDIT_EVENTS = Counter("poortwachter_audit_events", "Audit events by what became of them", ["result"])
+
+# Label sets known in advance exist at zero from the start: a series that first appears at 1 shows
+# no increase(), so rates, dashboards and alerts would miss its first event.
+for _result in ("success", "failure"):
+    RELOADS.labels(_result)
+for _kind in ("client", "internal"):
+    ERRORS.labels(_kind)
+for _kind in ("connect", "tls", "timeout", "protocol"):
+    UPSTREAM_ERRORS.labels(_kind)
+for _result in ("recorded", "spooled", "replayed", "dropped"):
+    AUDIT_EVENTS.labels(_result)
 AUDIT_SPOOL_BYTES = Gauge("poortwachter_audit_spool_bytes", "Bytes of audit events waiting in the disk spool")
 AUDIT_QUEUE_DEPTH = Gauge("poortwachter_audit_queue_depth", "Audit events waiting in memory to be sealed and written")

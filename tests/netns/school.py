@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from tests.e2e.pki import TestCA
-from tests.e2e.upstream import _Server, _tls_context
+from tests.e2e.upstream import Seen, _Handler, _Server, _tls_context
 
 from .topology import Topology
 
@@ -95,13 +96,43 @@ def nft_defines(workers: int) -> str:
     ])
 
 
+PIECE = 64 * 1024
+
+
+class _Downloads(_Handler):
+    """The end-to-end upstream's answers, plus a download: /groot?bytes=N is N bytes with a
+    Content-Length (recorded like every other request)."""
+
+    def _answer(self) -> None:
+        url = urlsplit(self.path)
+        if url.path != "/groot":
+            super()._answer()
+            return
+        size = int(parse_qs(url.query).get("bytes", ["0"])[0])
+        self.server.record(Seen(self.server.scheme, self.headers.get("Host", ""), self.path))
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            if self.command != "HEAD":
+                for start in range(0, size, PIECE):
+                    self.wfile.write(b"x" * min(PIECE, size - start))
+            self.wfile.flush()
+        except OSError:            # the gateway refused the download and cut the transfer
+            self.close_connection = True
+
+    do_GET = do_POST = do_HEAD = do_PUT = _answer
+
+
 class Site(_Server):
-    """The end-to-end upstream server (same handler, same records) on an address of the internet
-    namespace instead of 127.0.0.1."""
+    """The end-to-end upstream server (same handler, same records, plus /groot downloads) on an
+    address of the internet namespace instead of 127.0.0.1."""
 
     def __init__(self, scheme: str, context: object, address: tuple[str, int]) -> None:
         self._bind_to = address
         super().__init__(scheme, context)  # type: ignore[arg-type]
+        self.RequestHandlerClass = _Downloads
 
     def server_bind(self) -> None:
         self.server_address = self._bind_to
@@ -203,6 +234,7 @@ class School:
     internet: str = ""
     mgmt: str = ""
     client_if: str = ""
+    gateway_client_if: str = ""     # the gateway's end of the client link (its VLAN interface)
     ca: TestCA | None = None
     web: list[Site] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
@@ -219,6 +251,7 @@ class School:
         self.client, self.gateway = topo.namespace("klas"), topo.namespace("gw")
         self.internet, self.mgmt = topo.namespace("inet"), topo.namespace("beheer")
         self.client_if, gw_client_if = topo.link(self.client, f"{CLIENTS[0]}/24", self.gateway, f"{GW_CLIENT}/24")
+        self.gateway_client_if = gw_client_if
         for extra in CLIENTS[1:]:
             topo.run(self.client, ["ip", "addr", "add", f"{extra}/24", "dev", self.client_if], check=True)
         topo.link(self.internet, f"{WEB}/24", self.gateway, f"{GW_INTERNET}/24")
