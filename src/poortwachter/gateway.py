@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .clock import Clock, system_clock
 from .decide import Categorizer, Context, Request, Verdict, decide, stricter
 from .lists.index import CategoryIndex
 from .lists.install import lists_dir
+from .paths import file_stamp as _stamp
 from .policy.compiled import CompiledPolicy
 from .policy.load import PolicyError, load_policy
 from .state import EMPTY, State
@@ -31,14 +31,6 @@ class Reload:
     ok: bool
     generation: int
     error: str = ""
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -19,3 +19,12 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     else:
         path = default_data_dir()
     return path.expanduser().resolve()
+
+
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is replaced or rewritten (mtime, size, inode); None when missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

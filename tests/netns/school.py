@@ -27,6 +27,7 @@ from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from tests.e2e.pki import TestCA
+from tests.e2e.proxy import wait_until  # noqa: F401 - re-exported for the tests
 from tests.e2e.upstream import Seen, _Handler, _Server, _tls_context
 
 from .topology import Topology
@@ -196,14 +197,6 @@ def can_connect(address: tuple[str, int], timeout: float = 2.0) -> bool | str:
         return "timeout"
     except OSError as exc:
         return type(exc).__name__
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}")
-        time.sleep(interval)
 
 
 def clean_env() -> dict[str, str]:

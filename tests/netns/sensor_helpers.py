@@ -10,15 +10,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from scapy.packet import Packet
 from scapy.utils import wrpcap
+
+from tests.e2e.proxy import wait_until  # noqa: F401 - re-exported for the tests
 
 from .topology import Topology
 
@@ -51,14 +51,6 @@ sensor:
 """
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}")
-        time.sleep(interval)
 
 
 @dataclass

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..policy.compiled import CompiledPolicy
+from ..paths import file_stamp as _stamp
 from ..policy.load import PolicyError, load_policy
 from ..policy.model import Policy, Sensor
 from .arp import ArpWatch
@@ -40,14 +40,6 @@ MESSAGES = {
     ("port_scan", "sweep"): "Netwerkscan (sweep) / Sweep",
     ("excessive_download", "excessive"): "Overmatig downloaden / Excessive downloading",
 }
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class _Say:
