@@ -10,11 +10,12 @@ from mitmproxy import flow as mflow
 from mitmproxy import http, tls
 
 from poortwachter import metrics
+from poortwachter.blockpage import DOWNLOAD_LIMIT
 from poortwachter.decide import zone_for
 from poortwachter.gateway import client_address
 
 from .engine import EngineAddon
-from .enforce import _refusing_context
+from .enforce import META, _refusing_context
 
 log = logging.getLogger("poortwachter")
 
@@ -62,7 +63,9 @@ class Health:
 
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.error is None or flow.error.msg == mflow.Error.KILLED_MESSAGE:
-            return   # killed by an addon (a cut-off download): a decision, not an error
+            return   # killed by an addon: a decision, not an error
+        if (flow.metadata.get(META) or {}).get("rule") == DOWNLOAD_LIMIT:
+            return   # the enforcer closed the upstream under a refused or cut-off download (a decision)
         kind = upstream_kind(flow.error.msg)
         if kind is None:
             metrics.ERRORS.labels("client").inc()

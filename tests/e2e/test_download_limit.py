@@ -69,8 +69,9 @@ class Sent:
 
 
 class _Bulk(BaseHTTPRequestHandler):
-    """/groot?bytes=N: N bytes with a Content-Length; /stroom?bytes=N: N bytes chunked; anything
-    else a one-line answer naming the host and path."""
+    """/groot?bytes=N: N bytes with a Content-Length; /stroom?bytes=N: N bytes chunked;
+    /liegt?bytes=N&claim=M: N bytes under a Content-Length of M; anything else a one-line answer
+    naming the host and path."""
 
     protocol_version = "HTTP/1.1"
     server: _BulkServer
@@ -90,10 +91,11 @@ class _Bulk(BaseHTTPRequestHandler):
         size = int(parse_qs(url.query).get("bytes", ["0"])[0])
         complete = False
         try:
-            if url.path == "/groot":
+            if url.path in ("/groot", "/liegt"):
+                claim = int(parse_qs(url.query).get("claim", [str(size)])[0])
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(size))
+                self.send_header("Content-Length", str(claim))
                 self.end_headers()
                 for start in range(0, size, PIECE):
                     self.wfile.write(b"x" * min(PIECE, size - start))
@@ -325,6 +327,23 @@ def test_a_large_chunked_download_is_cut_off_at_the_limit(world: World, limited:
     assert world.bulk.sent_to(host) == [Sent(host, "/stroom", False)]
     assert _events_for(world, host, 1) == [{"action": "block", "rule": "download_limit", "zone": "klas",
                                             "client": CLASSROOM}]
+
+
+def test_a_content_length_smaller_than_the_body_lets_no_more_through(world: World, limited: int) -> None:
+    # mitmproxy frames a response by its Content-Length: what the server sends beyond it is neither
+    # passed on nor read as the next response; the connection to that server is closed.
+    host = "liegt.example.com"
+    r = _get(world, f"http://{host}/liegt?bytes={HUGE}&claim=1000", CLASSROOM)
+    assert r.returncode == 0 and r.status == 200 and r.body == "x" * 1000
+    with raw_connect(world.gw, CLASSROOM) as sock:
+        sock.sendall(f"GET http://{host}/liegt?bytes={HUGE}&claim=1000&open=1 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert read_response(sock)[::2] == (200, b"x" * 1000)
+        sock.sendall(f"GET http://{host}/daarna HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        status, _headers, body = read_response(sock)
+        assert (status, body.decode()) == (200, f"upstream host={host} path=/daarna\n")
+    wait_until(lambda: len(world.bulk.sent_to(host)) == 3, 10, "the upstream's transfers ended")
+    assert sorted(world.bulk.sent_to(host), key=lambda s: s.path) == [
+        Sent(host, "/daarna", True), Sent(host, "/liegt", False), Sent(host, "/liegt", False)]
 
 
 def test_over_intercepted_https_too(world: World, limited: int) -> None:

@@ -240,8 +240,8 @@ class SensorGateway(Strict):
 
 class SensorScans(Strict):
     window: int = Field(60, ge=1, le=86400, description="seconds")
-    ports: int = Field(25, ge=2, description="distinct unanswered ports on one host from one client: a port scan")
-    hosts: int = Field(25, ge=2, description="distinct unanswered hosts on one port from one client: a sweep")
+    ports: int = Field(25, ge=2, le=1024, description="distinct unanswered ports on one host from one client: a port scan")
+    hosts: int = Field(25, ge=2, le=4096, description="distinct unanswered hosts on one port from one client: a sweep")
 
 
 class ExcessiveDownload(Strict):
@@ -250,7 +250,7 @@ class ExcessiveDownload(Strict):
     action: Literal["alert", "limit"] = Field(
         "alert", description="alert: count it; limit: also impose a download limit on the client until the end of the day")
     max_download: int = Field(50_000_000, ge=1, description="largest response a limited client may fetch (action: limit)")
-    source: str = Field("004 art. 13: overmatig downloaden", min_length=1, description="the article this enforces")
+    source: str = Field("004 art. 13: overmatig downloaden", min_length=1, max_length=500, description="the article this enforces")
 
 
 class Sensor(Strict):

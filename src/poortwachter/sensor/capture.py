@@ -2,8 +2,11 @@
 
 The socket carries a small classic BPF program, so the kernel drops what no detector needs
 (anything but ARP, IPv4 and IPv6) and copies only the first 128 bytes of ordinary IP packets:
-their sizes come from the IP header, not from the copy. ARP frames and DHCP server replies
-(UDP source port 67) are copied whole.
+their sizes come from the IP header, not from the copy. A header that claims more bytes than its
+frame holds is forged (the kernel's own IP stack drops such packets): believed, a few small frames
+would count as gigabytes and put a download limit on a client that fetched nothing. The filter
+drops those; tagged frames, which it passes whole, are checked here. ARP frames and DHCP server
+replies (UDP source port 67) are copied whole.
 
 scapy owns the socket and the sniffer thread, and dissects ARP and DHCP, where its parsers earn
 their keep. Every other frame is read at a few fixed offsets: dissecting an Ethernet/IP/TCP frame
@@ -38,13 +41,18 @@ RECEIVE_BUFFER = 16 << 20   # about 100 ms of a full 1 Gbit/s link while the sen
 SO_RCVBUFFORCE, SOL_PACKET, PACKET_STATISTICS = 33, 263, 6   # asm-generic/socket.h, linux/if_packet.h
 
 ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_VLAN, ETH_QINQ = 0x0800, 0x86DD, 0x0806, 0x8100, 0x88A8
+ARP_BODY = 28               # an Ethernet/IPv4 ARP body: 8 bytes, then 6 + 4 + 6 + 4 bytes of addresses
+BOOTP_FIXED = 240           # BOOTP's fixed fields and the DHCP magic cookie
+_UNCHECKED = 1 << 17        # more than any IP packet's length: the kernel filter checked it
 DHCP_MESSAGES = {2: "offer", 5: "ack"}
 
 # --- the kernel filter ---------------------------------------------------------------------------
 # Classic BPF opcodes (linux/filter.h) and the program, as `tcpdump -d` would print it for
-# "arp or vlan or (ip and udp src port 67) -> whole; ip or ip6 -> 128 bytes; else drop".
-_LDH_ABS, _LDB_ABS, _LDH_IND, _LDXB_MSH = 0x28, 0x30, 0x48, 0xB1
-_JEQ, _JSET, _RET = 0x15, 0x45, 0x06
+# "arp or vlan or (ip and udp src port 67) -> whole; ip or ip6 -> 128 bytes; else drop", where
+# an IP packet longer than its frame (14 + IPv4 total length, 54 + IPv6 payload length) is dropped.
+_LDH_ABS, _LDB_ABS, _LDH_IND, _LDXB_MSH, _LD_LEN = 0x28, 0x30, 0x48, 0xB1, 0x80
+_ADD_K, _TAX = 0x04, 0x07
+_JEQ, _JSET, _JGE_X, _RET = 0x15, 0x45, 0x3D, 0x06
 
 _PROGRAM: list[tuple[str | None, int, int, str | None, str | None]] = [
     # label    opcode     k        jump if true / false (None: next instruction)
@@ -52,8 +60,13 @@ _PROGRAM: list[tuple[str | None, int, int, str | None, str | None]] = [
     (None,     _JEQ,      ETH_ARP, "whole", None),
     (None,     _JEQ,      ETH_VLAN, "whole", None),   # tags left in the frame (mirror of a trunk)
     (None,     _JEQ,      ETH_QINQ, "whole", None),
-    (None,     _JEQ,      ETH_IPV6, "headers", None),
+    (None,     _JEQ,      ETH_IPV6, "ipv6", None),
     (None,     _JEQ,      ETH_IPV4, None, "drop"),
+    (None,     _LDH_ABS,  16,      None, None),       # IPv4 total length
+    (None,     _ADD_K,    14,      None, None),
+    (None,     _TAX,      0,       None, None),
+    (None,     _LD_LEN,   0,       None, None),       # the frame's length
+    (None,     _JGE_X,    0,       None, "drop"),     # holds the packet, or it is forged
     (None,     _LDB_ABS,  23,      None, None),       # IPv4 protocol
     (None,     _JEQ,      17,      None, "headers"),  # UDP
     (None,     _LDH_ABS,  20,      None, None),       # flags and fragment offset
@@ -61,6 +74,11 @@ _PROGRAM: list[tuple[str | None, int, int, str | None, str | None]] = [
     (None,     _LDXB_MSH, 14,      None, None),       # X = IPv4 header length
     (None,     _LDH_IND,  14,      None, None),       # UDP source port
     (None,     _JEQ,      67,      "whole", "headers"),
+    ("ipv6",   _LDH_ABS,  18,      None, None),       # IPv6 payload length
+    (None,     _ADD_K,    54,      None, None),
+    (None,     _TAX,      0,       None, None),
+    (None,     _LD_LEN,   0,       None, None),
+    (None,     _JGE_X,    0,       "headers", "drop"),
     ("drop",   _RET,      0,       None, None),
     ("headers", _RET,     HEADERS, None, None),
     ("whole",  _RET,      WHOLE,   None, None),
@@ -162,20 +180,24 @@ def observations(data: bytes, when: float) -> tuple[Observation, ...]:
         off += 4
         ethertype = (data[off] << 8) | data[off + 1]
     off += 2
+    # A tagged frame passed the kernel filter whole and unchecked: here is what it really holds.
+    room = len(data) - off if off > 14 else _UNCHECKED
     if ethertype == ETH_IPV4:
-        return _ipv4(data, off, when)
+        return _ipv4(data, off, when, room)
     if ethertype == ETH_IPV6:
-        return _ipv6(data, off, when)
+        return _ipv6(data, off, when, room)
     if ethertype == ETH_ARP:
         return _arp(data, off, when)
     return ()
 
 
-def _ipv4(data: bytes, off: int, when: float) -> tuple[Observation, ...]:
+def _ipv4(data: bytes, off: int, when: float, room: int) -> tuple[Observation, ...]:
     if len(data) < off + 20:
         return ()
     header = (data[off] & 0x0F) * 4
     size = (data[off + 2] << 8) | data[off + 3] or len(data) - off
+    if size > room:   # forged
+        return ()
     proto = data[off + 9]
     src, dst = _ntoa(data[off + 12:off + 16]), _ntoa(data[off + 16:off + 20])
     first_fragment = not (((data[off + 6] & 0x1F) << 8) | data[off + 7])
@@ -189,10 +211,12 @@ def _ipv4(data: bytes, off: int, when: float) -> tuple[Observation, ...]:
     return (IpPacket(when, src, dst, size),)
 
 
-def _ipv6(data: bytes, off: int, when: float) -> tuple[Observation, ...]:
+def _ipv6(data: bytes, off: int, when: float, room: int) -> tuple[Observation, ...]:
     if len(data) < off + 40:
         return ()
     size = ((data[off + 4] << 8) | data[off + 5]) + 40
+    if size > room:   # forged
+        return ()
     src, dst = _ntop6(data[off + 8:off + 24]), _ntop6(data[off + 24:off + 40])
     if data[off + 6] == 6:   # TCP right after the fixed header (no extension headers)
         return (_tcp(data, off + 40, when, src, dst, size),)
@@ -210,6 +234,8 @@ def _tcp(data: bytes, t: int, when: float, src: str, dst: str, size: int) -> IpP
 
 
 def _dhcp(data: bytes, off: int, when: float, server: str) -> DhcpReply | None:
+    if len(data) < off + BOOTP_FIXED:   # scapy raises on a short one: the packet would go uncounted
+        return None
     bootp = BOOTP(data[off:])
     if bootp.op != 2 or DHCP not in bootp:
         return None
@@ -223,6 +249,10 @@ def _dhcp(data: bytes, off: int, when: float, server: str) -> DhcpReply | None:
 
 
 def _arp(data: bytes, off: int, when: float) -> tuple[Observation, ...]:
+    # Only a whole Ethernet/IPv4 body: scapy raises on a short one, fills an empty one with this
+    # machine's own addresses, and gives other address lengths as bytes.
+    if len(data) < off + ARP_BODY or data[off + 4] != 6 or data[off + 5] != 4:
+        return ()
     arp = ARP(data[off:])
     if arp.hwtype != 1 or arp.ptype != ETH_IPV4 or arp.op not in (1, 2):
         return ()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, TCP, UDP
@@ -9,7 +11,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
-from poortwachter.sensor.capture import HEADERS, WHOLE, bpf_program, observations
+from poortwachter.sensor.capture import HEADERS, WHOLE, attach_filter, bpf_program, observations
 from poortwachter.sensor.observations import OTHER, SYN, SYN_ACK, ArpClaim, DhcpReply, IpPacket
 
 MAC, GW_MAC = "02:00:00:00:03:04", "02:00:5e:00:00:01"
@@ -94,3 +96,62 @@ def test_the_filter_program_is_well_formed() -> None:
     returns = [k for code, _jt, _jf, k in program if code == 0x06]
     assert returns == [0, HEADERS, WHOLE]
     assert program[-1][0] == 0x06
+
+
+def test_truncated_or_odd_arp_gives_nothing_and_raises_nothing() -> None:
+    frame = bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=MAC, psrc="10.20.3.4", pdst="10.20.0.1"))
+    for end in range(14, 14 + 28):   # an empty body would be this machine's own address in scapy
+        assert observations(frame[:end], 1.0) == (), end
+    tagged = bytes(Ether(src=MAC) / Dot1Q(vlan=20) / ARP(op=2, hwsrc=MAC, psrc="10.20.3.4"))
+    assert observations(tagged[:18], 1.0) == ()
+    long_hw = Ether(src=MAC) / ARP(op=2, hwlen=8, hwsrc=b"\x02" * 8, psrc="10.20.3.4")
+    long_ip = Ether(src=MAC) / ARP(op=2, plen=16, hwsrc=MAC, psrc=b"\x0a" * 16, pdst=b"\x0a" * 16, ptype=0x0800)
+    assert seen(long_hw) == () and seen(long_ip) == ()
+
+
+def test_a_short_reply_from_port_67_is_volume_only() -> None:
+    short = ETH / IP(src="10.20.66.66", dst="10.20.3.4") / UDP(sport=67, dport=68) / Raw(b"\x02" + b"\x00" * 20)
+    assert seen(short) == (IpPacket(7.0, "10.20.66.66", "10.20.3.4", 49),)
+
+
+def test_a_tagged_packet_longer_than_its_frame_is_forged() -> None:
+    # Tagged frames come whole: the IP length must fit in them. A lie would count 64 kB a frame.
+    v4 = ETH / Dot1Q(vlan=20) / IP(src="8.8.4.4", dst="10.20.3.4", len=65535) / TCP(flags="A")
+    v6 = ETH / Dot1Q(vlan=20) / Dot1Q(vlan=7) / IPv6(src="2001:db8::1", dst="fd00:20::5", plen=65000) / TCP()
+    assert seen(v4) == () and seen(v6) == ()
+    padded = ETH / Dot1Q(vlan=20) / IP(src="8.8.4.4", dst="10.20.3.4") / TCP(flags="A") / Raw(b"\x00" * 6)
+    padded[IP].len = 40   # Ethernet padding after a short packet is no lie
+    assert seen(padded) == (IpPacket(7.0, "8.8.4.4", "10.20.3.4", 40, OTHER),)
+
+
+def _through_the_filter(frame: object) -> bytes | None:
+    """What the kernel's filter keeps of a frame (None: dropped): the real program on a socket."""
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with sender, receiver:
+        attach_filter(receiver)
+        sender.send(bytes(frame))   # type: ignore[call-overload]
+        try:
+            return receiver.recv(1 << 17, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+
+
+def test_the_kernel_filter_cuts_drops_and_refuses_forged_lengths() -> None:
+    data = ETH / IP(src="8.8.4.4", dst="10.20.3.4") / TCP(flags="A") / Raw(b"x" * 1400)
+    assert _through_the_filter(data) == bytes(data)[:HEADERS]
+    v6 = ETH / IPv6(src="2001:db8::1", dst="fd00:20::5") / TCP() / Raw(b"y" * 1000)
+    assert _through_the_filter(v6) == bytes(v6)[:HEADERS]
+    small = ETH / IP(src="10.20.3.4", dst="8.8.4.4") / TCP(flags="A") / Raw(b"\x00" * 6)
+    small[IP].len = 40    # padded to the Ethernet minimum
+    assert _through_the_filter(small) == bytes(small)
+    arp = Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=MAC, psrc="10.20.3.4") / Raw(b"\x00" * 200)
+    assert _through_the_filter(arp) == bytes(arp)
+    offer = (ETH / IP(src="10.20.0.1", dst="255.255.255.255") / UDP(sport=67, dport=68) / BOOTP(op=2)
+             / DHCP(options=[("message-type", "offer"), "end"]) / Raw(b"\x00" * 300))
+    assert _through_the_filter(offer) == bytes(offer)
+    assert _through_the_filter(Ether(type=0x88CC) / Raw(b"lldp" * 10)) is None
+    # A header claiming more than the frame holds: a few of these would count as gigabytes.
+    forged_v4 = ETH / IP(src="10.20.3.5", dst="10.20.3.4", len=65535) / TCP(flags="A") / Raw(b"z" * 100)
+    forged_v6 = ETH / IPv6(src="fd00:20::6", dst="fd00:20::5", plen=65535) / TCP() / Raw(b"z" * 100)
+    assert _through_the_filter(forged_v4) is None
+    assert _through_the_filter(forged_v6) is None
