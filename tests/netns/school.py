@@ -4,6 +4,10 @@
                                   |
                                beheer (10.99.0.0/24: the management network)
 
+With `ipv6=True` every link also carries IPv6 (client fd00:20:1::/64, internet 2001:db8:80::/64,
+beheer fd00:99::/64, the school's IPv6 resolver in it), the ruleset gets the IPv6 defines, zone
+klas both client prefixes, and the workers listen on [::] as docs/deploy.md says.
+
 The gateway namespace forwards, loads deploy/nftables/poortwachter.nft with the defines below and
 runs `poortwachter run --mode transparent` (one process per worker). Clients use no proxy
 setting: their TCP 80 and 443 is redirected. The web server is the end-to-end upstream
@@ -40,6 +44,14 @@ CLIENT_NET, GW_CLIENT = "10.20.1.0/24", "10.20.1.1"
 CLIENTS = tuple(f"10.20.1.{n}" for n in range(10, 18))      # one laptop each, all in zone "klas"
 GW_INTERNET, WEB, RESOLVER, OTHER_RESOLVER = "203.0.113.1", "203.0.113.80", "203.0.113.53", "203.0.113.99"
 GW_MGMT, MGMT_HOST = "10.99.0.1", "10.99.0.10"
+# IPv6 (School(ipv6=True)): documentation and unique-local prefixes, inside the namespaces only.
+CLIENT_NET6, GW_CLIENT6 = "fd00:20:1::/64", "fd00:20:1::1"
+CLIENTS6 = tuple(f"fd00:20:1::{n}" for n in range(10, 14))
+GW_INTERNET6, WEB6 = "2001:db8:80::1", "2001:db8:80::80"
+OTHER_RESOLVER6 = "2001:db8:80::99"
+MGMT_NET6, GW_MGMT6, MGMT_HOST6 = "fd00:99::/64", "fd00:99::1", "fd00:99::10"
+RESOLVER6 = "fd00:99::53"        # the school's resolver in the management network, as the ruleset allows
+NO_IPV6_NET, NO_IPV6_RESOLVER = "100::/64", "100::53"     # the discard prefix: rules that match nothing
 PROXY_PORT, METRICS_PORT = 8080, 9108      # worker n: + (n-1) and + 10*(n-1) (`run --worker`)
 START_TIMEOUT = 30.0
 T = TypeVar("T")
@@ -51,7 +63,7 @@ zones:
   klas:
     kind: classroom
     role: pupil
-    cidrs: ["{client_net}"]
+    cidrs: [{cidrs}]
     inspection: intercept
 timetable:
   timezone: Europe/Amsterdam
@@ -74,8 +86,9 @@ default_source: "004 art. 9"
 """
 
 
-def nft_defines(workers: int) -> str:
-    """The site defines of deploy/nftables/site.nft for this network, `workers` workers."""
+def nft_defines(workers: int, ipv6: bool = False) -> str:
+    """The site defines of deploy/nftables/site.nft for this network, `workers` workers; without
+    `ipv6` the IPv6 defines are the discard prefix, as site.nft ships them."""
     ports = [PROXY_PORT + i for i in range(workers)]
     size = 1000 // workers
     buckets = ", ".join(f"{i * size}-{999 if i == workers - 1 else (i + 1) * size - 1} : {port}"
@@ -84,11 +97,11 @@ def nft_defines(workers: int) -> str:
         'define pw_client_ifaces = { "%s" }',
         'define pw_pupil_ifaces = { "%s" }',
         f"define pw_client_prefixes = {{ {CLIENT_NET} }}",
-        "define pw_client_prefixes6 = { 100::/64 }",
+        f"define pw_client_prefixes6 = {{ {CLIENT_NET6 if ipv6 else NO_IPV6_NET} }}",
         f"define pw_mgmt_prefixes = {{ {GW_MGMT.rsplit('.', 1)[0]}.0/24 }}",
-        "define pw_mgmt_prefixes6 = { 100::/64 }",
+        f"define pw_mgmt_prefixes6 = {{ {MGMT_NET6 if ipv6 else NO_IPV6_NET} }}",
         f"define pw_school_resolver = {RESOLVER}",
-        "define pw_school_resolver6 = 100::53",
+        f"define pw_school_resolver6 = {RESOLVER6 if ipv6 else NO_IPV6_RESOLVER}",
         f"define pw_proxy_ports = {{ {', '.join(map(str, ports))} }}",
         f"define pw_worker_ports = {{ {buckets} }}",
         "define pw_gateway_services = { 67 }",
@@ -132,6 +145,7 @@ class Site(_Server):
 
     def __init__(self, scheme: str, context: object, address: tuple[str, int]) -> None:
         self._bind_to = address
+        self.address_family = family(address[0])     # read by TCPServer.__init__ when it makes the socket
         super().__init__(scheme, context)  # type: ignore[arg-type]
         self.RequestHandlerClass = _Downloads
 
@@ -149,7 +163,7 @@ class Datagrams:
     """A UDP socket that counts what arrives; `answer` may reply to each datagram."""
 
     def __init__(self, address: tuple[str, int], answer: Callable[[bytes], bytes | None] | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = socket.socket(family(address[0]), socket.SOCK_DGRAM)
         self.sock.bind(address)
         self.sock.settimeout(0.2)
         self.count = 0
@@ -180,9 +194,13 @@ class Datagrams:
         self.sock.close()
 
 
+def family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def listener(address: tuple[str, int]) -> socket.socket:
     """A TCP socket that accepts (the kernel completes handshakes from the backlog)."""
-    sock = socket.create_server(address, backlog=16)
+    sock = socket.create_server(address, family=family(address[0]), backlog=16)
     return sock
 
 
@@ -233,6 +251,12 @@ class School:
     workers: list[Worker] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     worker_options: list[str] = field(default_factory=list)   # further mitmdump --set options
+    ipv6: bool = False              # IPv6 on every link as well (see the module docstring)
+
+    @property
+    def listen_host(self) -> str:
+        """What the workers' --listen names: both families with IPv6 (docs/deploy.md, section 5)."""
+        return "[::]" if self.ipv6 else "0.0.0.0"
 
     # --- building ----------------------------------------------------------------------------
     def build(self, workers: int = 1, numbered: bool = False, web: bool = True, start: bool = True) -> School:
@@ -247,26 +271,36 @@ class School:
         self.gateway_client_if = gw_client_if
         for extra in CLIENTS[1:]:
             topo.run(self.client, ["ip", "addr", "add", f"{extra}/24", "dev", self.client_if], check=True)
-        topo.link(self.internet, f"{WEB}/24", self.gateway, f"{GW_INTERNET}/24")
-        topo.link(self.mgmt, f"{MGMT_HOST}/24", self.gateway, f"{GW_MGMT}/24")
-        inet_if = self._ifname(self.internet)
+        inet_if, gw_inet_if = topo.link(self.internet, f"{WEB}/24", self.gateway, f"{GW_INTERNET}/24")
+        mgmt_if, gw_mgmt_if = topo.link(self.mgmt, f"{MGMT_HOST}/24", self.gateway, f"{GW_MGMT}/24")
         for extra in (RESOLVER, OTHER_RESOLVER):
             topo.run(self.internet, ["ip", "addr", "add", f"{extra}/24", "dev", inet_if], check=True)
         topo.route(self.client, "default", GW_CLIENT)
         topo.route(self.internet, "default", GW_INTERNET)
         topo.route(self.mgmt, "default", GW_MGMT)
         topo.sysctl(self.gateway, "net.ipv4.ip_forward", "1")
+        if self.ipv6:
+            self._add_ipv6([(self.client, self.client_if, CLIENTS6), (self.gateway, gw_client_if, (GW_CLIENT6,)),
+                            (self.internet, inet_if, (WEB6, OTHER_RESOLVER6)),
+                            (self.gateway, gw_inet_if, (GW_INTERNET6,)),
+                            (self.mgmt, mgmt_if, (MGMT_HOST6, RESOLVER6)), (self.gateway, gw_mgmt_if, (GW_MGMT6,))])
+            topo.route(self.client, "default", GW_CLIENT6)
+            topo.route(self.internet, "default", GW_INTERNET6)
+            topo.route(self.mgmt, "default", GW_MGMT6)
+            topo.sysctl(self.gateway, "net.ipv6.conf.all.forwarding", "1")
         self.load_ruleset(gw_client_if, workers)
 
         self.ca = TestCA(self.workdir / "test-ca")
         if web:
-            self.web = topo.call(self.internet, lambda: [Site("http", None, (WEB, 80)),
-                                                         Site("https", _tls_context(self.ca), (WEB, 443))])
+            hosts = (WEB, WEB6) if self.ipv6 else (WEB,)
+            self.web = topo.call(self.internet, lambda: [site for host in hosts for site in (
+                Site("http", None, (host, 80)), Site("https", _tls_context(self.ca), (host, 443)))])
         for server in self.web:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self.closers.append(server.shutdown)
             self.closers.append(server.server_close)
-        (self.workdir / "policy.yaml").write_text(POLICY.format(client_net=CLIENT_NET), encoding="utf-8")
+        cidrs = ", ".join(f'"{net}"' for net in ((CLIENT_NET, CLIENT_NET6) if self.ipv6 else (CLIENT_NET,)))
+        (self.workdir / "policy.yaml").write_text(POLICY.format(cidrs=cidrs), encoding="utf-8")
         if start:
             self.start_workers(workers, numbered)
         return self
@@ -279,13 +313,16 @@ class School:
     def data_dir(self) -> Path:
         return self.workdir / "data"
 
-    def _ifname(self, ns: str) -> str:
-        out = self.topo.run(ns, ["ip", "-o", "link", "show", "type", "veth"], check=True).stdout
-        return out.split(":")[1].strip().split("@")[0]
+    def _add_ipv6(self, ends: list[tuple[str, str, tuple[str, ...]]]) -> None:
+        """IPv6 addresses (/64) on link ends; `nodad`: usable at once, no duplicate address detection
+        to wait for (nothing else is on these links)."""
+        for ns, ifname, addresses in ends:
+            for address in addresses:
+                self.topo.run(ns, ["ip", "-6", "addr", "add", f"{address}/64", "dev", ifname, "nodad"], check=True)
 
     def load_ruleset(self, client_if: str, workers: int) -> None:
         site = self.workdir / "site.nft"
-        site.write_text(nft_defines(workers) % (client_if, client_if), encoding="utf-8")
+        site.write_text(nft_defines(workers, self.ipv6) % (client_if, client_if), encoding="utf-8")
         done = self.topo.run(self.gateway, ["nft", "-f", str(site)])
         if done.returncode != 0:
             raise RuntimeError(f"nft -f {site}: {done.stderr}")
@@ -294,7 +331,8 @@ class School:
         data = self.workdir / "data"
         log = self.workdir / f"worker-{n or 0}.log"
         argv = [str(POORTWACHTER), "--data-dir", str(data), "run", "--policy", str(self.workdir / "policy.yaml"),
-                "--mode", "transparent", "--listen", f"0.0.0.0:{PROXY_PORT}", "--metrics", f"127.0.0.1:{METRICS_PORT}"]
+                "--mode", "transparent", "--listen", f"{self.listen_host}:{PROXY_PORT}",
+                "--metrics", f"127.0.0.1:{METRICS_PORT}"]
         if n is not None:
             argv += ["--worker", str(n)]
         assert self.ca is not None
@@ -307,7 +345,8 @@ class School:
         worker = Worker(n, proc, log)
         self.workers.append(worker)
         deadline = time.monotonic() + START_TIMEOUT
-        while not (self.on_gateway(lambda: can_connect(("127.0.0.1", worker.port), 0.5) is True)
+        local = "::1" if self.ipv6 else "127.0.0.1"      # a worker on [::] surely listens on ::1
+        while not (self.on_gateway(lambda: can_connect((local, worker.port), 0.5) is True)
                    and self.on_gateway(lambda: can_connect(("127.0.0.1", worker.metrics_port), 0.5) is True)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
@@ -366,4 +405,5 @@ class School:
 
 
 __all__ = ["School", "Datagrams", "listener", "can_connect", "wait_until", "CLIENTS", "WEB", "RESOLVER",
-           "OTHER_RESOLVER", "MGMT_HOST", "GW_CLIENT"]
+           "OTHER_RESOLVER", "MGMT_HOST", "GW_CLIENT", "CLIENTS6", "WEB6", "RESOLVER6", "OTHER_RESOLVER6",
+           "MGMT_HOST6", "GW_CLIENT6"]
