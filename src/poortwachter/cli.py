@@ -250,7 +250,8 @@ def mitmdump_args(args: argparse.Namespace) -> list[str]:
     argv = [
         "-s", str(script),
         "--mode", args.mode,
-        "--listen-host", host.strip("[]"), "--listen-port", str(port),
+        # asyncio binds "::" IPv6-only; mitmproxy's "" opens one socket per family
+        "--listen-host", "" if host in ("[::]", "::") else host.strip("[]"), "--listen-port", str(port),
         "--set", f"confdir={data_dir / 'ca'}",
         "--set", f"poortwachter_policy={Path(args.policy).resolve()}",
         "--set", f"poortwachter_data_dir={worker.data_dir if worker else data_dir}",

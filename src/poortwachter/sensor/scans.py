@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable
 from ..policy.model import Sensor
 from .observations import SYN, SYN_ACK, Finding, IpPacket
 
-MAX_KEYS = 50_000   # per table; about 300 bytes each
+MAX_KEYS = 50_000   # per table; about 300 bytes each, up to 1.5 KB with a full set of targets
 
 
 class _Tries:
