@@ -66,11 +66,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, scheme: str, context: ssl.SSLContext | None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, scheme: str, context: ssl.SSLContext | None,
+                 handler: type[BaseHTTPRequestHandler] = _Handler) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
         self.scheme = scheme
         self.context = context
-        self.seen: list[Seen] = []
+        self.seen: list[Any] = []   # what the handler records: Seen here, other records in subclasses
         self._lock = threading.Lock()
 
     def get_request(self) -> tuple[Any, Any]:
