@@ -4,154 +4,79 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scapy.layers.dns import DNS, DNSQR, DNSRR
 
+from . import checks
 from .school import (
-    CLIENTS, GW_CLIENT, MGMT_HOST, OTHER_RESOLVER, POORTWACHTER, RESOLVER, WEB, Datagrams, School, can_connect,
-    listener, wait_until,
+    CLIENTS,
+    GW_CLIENT,
+    MGMT_HOST,
+    OTHER_RESOLVER,
+    RESOLVER,
+    WEB,
+    School,
+    wait_until,
 )
-from .topology import Topology, usable
+from .topology import Topology
 
-pytestmark = pytest.mark.skipif(not POORTWACHTER.exists() or shutil.which("curl") is None
-                                or shutil.which("nft") is None, reason="needs .venv (make venv), curl and nft")
+pytestmark = checks.NEEDS_TOOLS
 
 
 @pytest.fixture(scope="module")
 def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     """One network and one gateway (plain `poortwachter run`, no --worker) for the module."""
-    reason = usable()
-    if reason is not None:
-        pytest.fail(reason)
-    topo = Topology()
-    world = School(topo, tmp_path_factory.mktemp("transparent"))
-    try:
-        yield world.build(workers=1)
-        assert all(w.proc.poll() is None for w in world.workers), "the gateway died during the tests"
-    finally:
-        world.close()
-        topo.close()
+    yield from checks.one_gateway(tmp_path_factory, "transparent")
 
 
 # --- the web: redirected to the gateway, decided by the policy --------------------------------------
 def test_http_to_the_upstream_address_is_served_through_the_gateway(school: School) -> None:
-    before = school.requests_seen(school.workers[0])
-    status, body = school.curl(f"http://{WEB}/les/1")
-    assert status == 200, body
-    assert body.startswith(f"upstream scheme=http host={WEB} path=/les/1")
-    assert school.requests_seen(school.workers[0]) == before + 1    # decided by the gateway, not routed past it
+    checks.served_through_the_gateway(school, f"http://{WEB}/les/1", f"upstream scheme=http host={WEB} path=/les/1",
+                                      source=CLIENTS[0])
 
 
 def test_http_to_a_blocked_host_gets_the_block_page(school: School) -> None:
-    status, body = school.curl("http://blocked.example/spel", "--resolve", f"blocked.example:80:{WEB}")
-    assert status == 403
-    assert "Deze pagina is geblokkeerd" in body and "verboden-sites" in body and "004 art. 11a" in body
-    assert not school.web_saw("blocked.example")
+    checks.blocked_with_the_block_page(school, "http://blocked.example/spel", "--resolve", f"blocked.example:80:{WEB}",
+                                       source=CLIENTS[0])
 
 
 def test_https_allowed_is_intercepted_with_the_school_ca(school: School) -> None:
-    status, body = school.curl("https://lesmateriaal.example/h1", "--resolve", f"lesmateriaal.example:443:{WEB}")
-    assert status == 200, body
-    assert body.startswith("upstream scheme=https host=lesmateriaal.example path=/h1")
     # Only the school CA was trusted (curl --cacert): the page came through the gateway's interception.
+    checks.served_through_the_gateway(school, "https://lesmateriaal.example/h1",
+                                      "upstream scheme=https host=lesmateriaal.example path=/h1",
+                                      "--resolve", f"lesmateriaal.example:443:{WEB}", source=CLIENTS[0])
 
 
 def test_https_to_a_blocked_host_gets_the_block_page(school: School) -> None:
-    status, body = school.curl("https://blocked.example/", "--resolve", f"blocked.example:443:{WEB}")
-    assert status == 403
-    assert "verboden-sites" in body
-    assert not school.web_saw("blocked.example")
+    checks.blocked_with_the_block_page(school, "https://blocked.example/", "--resolve", f"blocked.example:443:{WEB}",
+                                       source=CLIENTS[0])
 
 
 # --- what would pass the gateway by -------------------------------------------------------------
 def test_quic_never_arrives_but_other_udp_does(school: School) -> None:
-    quic = school.topo.call(school.internet, lambda: Datagrams((WEB, 443)).start())
-    other = school.topo.call(school.internet, lambda: Datagrams((WEB, 4433)).start())
-    try:
-        def send() -> None:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind((CLIENTS[0], 0))
-                for _ in range(3):
-                    s.sendto(b"\xc0quic initial", (WEB, 443))
-                for _ in range(3):
-                    s.sendto(b"control", (WEB, 4433))
-        school.topo.call(school.client, send)
-        wait_until(lambda: other.count == 3, 5, "the control datagrams to port 4433")
-        assert quic.count == 0     # sent first on the same path: had they passed, they would be here
-    finally:
-        quic.close()
-        other.close()
+    checks.quic_never_arrives_but_other_udp_does(school, WEB, CLIENTS[0])
 
 
 def test_dns_over_tls_fails_from_clients_only(school: School) -> None:
-    server = school.topo.call(school.internet, lambda: listener((WEB, 853)))
-    try:
-        assert school.topo.call(school.client, lambda: can_connect((WEB, 853))) == "refused"
-        assert school.on_gateway(lambda: can_connect((WEB, 853))) is True
-    finally:
-        server.close()
-
-
-def _dns_answer(query: bytes) -> bytes:
-    q = DNS(query)
-    return bytes(DNS(id=q.id, qr=1, aa=1, qd=q.qd, an=[DNSRR(rrname=q.qd[0].qname, type="A", rdata=WEB)]))
-
-
-def _ask(resolver: str, source: str | None) -> tuple[DNS, tuple[str, int]]:
-    """One DNS query for tiktok.com (in the namespace the caller runs this in)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        if source:
-            s.bind((source, 0))
-        s.sendto(bytes(DNS(id=4711, rd=1, qd=[DNSQR(qname="tiktok.com")])), (resolver, 53))
-        data, peer = s.recvfrom(4096)
-        return DNS(data), peer
+    checks.dns_over_tls_fails_from_clients_only(school, WEB)
 
 
 def test_dns_to_another_resolver_is_answered_by_the_school_resolver(school: School) -> None:
-    school_dns = school.topo.call(school.internet, lambda: Datagrams((RESOLVER, 53), _dns_answer).start())
-    other_dns = school.topo.call(school.internet, lambda: Datagrams((OTHER_RESOLVER, 53), _dns_answer).start())
-    try:
-        answer, peer = school.topo.call(school.client, lambda: _ask(OTHER_RESOLVER, CLIENTS[0]))
-        assert answer.id == 4711 and answer.an[0].rdata == WEB
-        assert peer == (OTHER_RESOLVER, 53)          # the device sees the resolver it asked
-        assert (school_dns.count, other_dns.count) == (1, 0)
-        # From the gateway itself (not a client VLAN) the other resolver answers: its listener works.
-        _, peer = school.on_gateway(lambda: _ask(OTHER_RESOLVER, None))
-        assert peer == (OTHER_RESOLVER, 53) and (school_dns.count, other_dns.count) == (1, 1)
-    finally:
-        school_dns.close()
-        other_dns.close()
+    checks.dns_to_another_resolver_is_answered_by_the_school_resolver(school, school.internet, RESOLVER,
+                                                                      OTHER_RESOLVER, WEB, CLIENTS[0])
 
 
 # --- management networks ------------------------------------------------------------------------
 def test_management_network_is_unreachable_from_clients_but_not_from_the_gateway(school: School) -> None:
-    ssh = school.topo.call(school.mgmt, lambda: listener((MGMT_HOST, 22)))
-    web = school.topo.call(school.mgmt, lambda: listener((MGMT_HOST, 80)))
-    try:
-        assert school.topo.call(school.client, lambda: can_connect((MGMT_HOST, 22))) == "timeout"
-        # Port 80 is not redirected to the proxy (which would reach it on the pupil's behalf): dropped first.
-        assert school.topo.call(school.client, lambda: can_connect((MGMT_HOST, 80))) == "timeout"
-        assert school.on_gateway(lambda: can_connect((MGMT_HOST, 22))) is True
-        assert school.on_gateway(lambda: can_connect((MGMT_HOST, 80))) is True
-    finally:
-        ssh.close()
-        web.close()
+    checks.management_network_is_unreachable_from_clients_only(school, MGMT_HOST)
 
 
 def test_gateway_services_other_than_the_proxy_are_closed_to_clients(school: School) -> None:
-    ssh = school.on_gateway(lambda: listener(("0.0.0.0", 22)))
-    try:
-        assert school.topo.call(school.client, lambda: can_connect((GW_CLIENT, 22))) == "timeout"
-        assert school.topo.call(school.client, lambda: can_connect((GW_CLIENT, 8080))) is True   # explicit proxy
-    finally:
-        ssh.close()  # type: ignore[attr-defined]
+    checks.gateway_services_other_than_the_proxy_are_closed_to_clients(school, "0.0.0.0", GW_CLIENT)
 
 
 # --- two workers behind the nftables map --------------------------------------------------------
