@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_audit_verify.py
 	$(BIN)/python tests/bench/bench_workers.py   # root: network namespaces
 	$(BIN)/python tests/bench/bench_sensor.py   # root: network namespaces
+	$(BIN)/python tests/bench/bench_hooks.py
 
 clean:
 	rm -rf $(VENV)

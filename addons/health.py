@@ -10,7 +10,6 @@ from mitmproxy import flow as mflow
 from mitmproxy import http, tls
 
 from poortwachter import metrics
-from poortwachter.blockpage import DOWNLOAD_LIMIT
 from poortwachter.decide import zone_for
 from poortwachter.gateway import client_address
 
@@ -64,8 +63,8 @@ class Health:
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.error is None or flow.error.msg == mflow.Error.KILLED_MESSAGE:
             return   # killed by an addon: a decision, not an error
-        if (flow.metadata.get(META) or {}).get("rule") == DOWNLOAD_LIMIT:
-            return   # the enforcer closed the upstream under a refused or cut-off download (a decision)
+        if (flow.metadata.get(META) or {}).get("action") == "block":
+            return   # a blocked flow (e.g. a refused or cut-off download whose upstream the enforcer closed)
         kind = upstream_kind(flow.error.msg)
         if kind is None:
             metrics.ERRORS.labels("client").inc()

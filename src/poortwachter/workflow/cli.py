@@ -162,14 +162,12 @@ def cmd_grant_list(args: argparse.Namespace) -> int:
 
     with _unit(args, write=False) as (s, now):
         grants = list_grants(s, now=now, include_ended=args.all)
-    if args.json:
-        print(json.dumps([_jsonable(g) for g in grants], ensure_ascii=False))
-        return EXIT_OK
-    for g in grants:
+
+    def line(g: Any) -> str:
         state = "ingetrokken/revoked" if g.revoked_at else "verlopen/ended" if g.end <= now else "actief/active"
-        print(f"{g.id}\t{','.join(g.sites)}\tzones={','.join(g.zones) or '*'}\troles={','.join(g.roles) or '*'}"
-              f"\t{_local(g.start)} - {_local(g.end)}\t{state}\t{g.approved_by or g.created_by}")
-    return EXIT_OK
+        return (f"{g.id}\t{','.join(g.sites)}\tzones={','.join(g.zones) or '*'}\troles={','.join(g.roles) or '*'}"
+                f"\t{_local(g.start)} - {_local(g.end)}\t{state}\t{g.approved_by or g.created_by}")
+    return _show(args, grants, line)
 
 
 def cmd_grant_revoke(args: argparse.Namespace) -> int:
@@ -196,12 +194,7 @@ def cmd_ban_list(args: argparse.Namespace) -> int:
 
     with _unit(args, write=False) as (s, now):
         bans = list_exclusions(s, now=now)
-    if args.json:
-        print(json.dumps([_jsonable(b) for b in bans], ensure_ascii=False))
-        return EXIT_OK
-    for b in bans:
-        print(f"{b.id}\t{b.subject}\ttot/until {_local(b.until)}\t{b.created_by}\t{b.reason}")
-    return EXIT_OK
+    return _show(args, bans, lambda b: f"{b.id}\t{b.subject}\ttot/until {_local(b.until)}\t{b.created_by}\t{b.reason}")
 
 
 def cmd_ban_revoke(args: argparse.Namespace) -> int:
@@ -218,13 +211,8 @@ def cmd_limit_list(args: argparse.Namespace) -> int:
 
     with _unit(args, write=False) as (s, now):
         limits = list_download_limits(s, now=now)
-    if args.json:
-        print(json.dumps([_jsonable(d) for d in limits], ensure_ascii=False))
-        return EXIT_OK
-    for d in limits:
-        print(f"{d.id}\t{d.address}\t{d.zone}\tmax. {d.max_bytes} bytes\ttot/until {_local(d.until)}"
-              f"\t{d.created_by}\t{d.reason}")
-    return EXIT_OK
+    return _show(args, limits, lambda d: f"{d.id}\t{d.address}\t{d.zone}\tmax. {d.max_bytes} bytes"
+                                         f"\ttot/until {_local(d.until)}\t{d.created_by}\t{d.reason}")
 
 
 def cmd_limit_revoke(args: argparse.Namespace) -> int:
@@ -241,12 +229,8 @@ def cmd_requests_list(args: argparse.Namespace) -> int:
 
     with _unit(args, write=False) as (s, _now):
         found = list_requests(s, status=args.status)
-    if args.json:
-        print(json.dumps([_jsonable(r) for r in found], ensure_ascii=False))
-        return EXIT_OK
-    for r in found:
-        print(f"{r.id}\t{r.status}\t{','.join(r.sites)}\t{r.ground or '-'}\t{_local(r.created_at)}")
-    return EXIT_OK
+    return _show(args, found, lambda r: f"{r.id}\t{r.status}\t{','.join(r.sites)}\t{r.ground or '-'}"
+                                       f"\t{_local(r.created_at)}")
 
 
 def cmd_requests_sweep(args: argparse.Namespace) -> int:
@@ -301,6 +285,16 @@ def _time(value: str, now: dt.datetime) -> dt.datetime:
 
 def _local(when: dt.datetime | None) -> str:
     return "-" if when is None else when.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M")
+
+
+def _show(args: argparse.Namespace, items: list[Any], line: Callable[[Any], str]) -> int:
+    """A listing: one JSON array with --json, else one tab-separated line per item."""
+    if args.json:
+        print(json.dumps([_jsonable(i) for i in items], ensure_ascii=False))
+    else:
+        for item in items:
+            print(line(item))
+    return EXIT_OK
 
 
 def _jsonable(obj: Any) -> dict[str, Any]:
