@@ -67,6 +67,7 @@ class AuditRecorder:
         self._where: tuple[str, str, str] | None = None    # (data dir, store url, gateway) of the writer
         self._on = True
         self._allowed_too = True
+        self._names_too = False
         self._urls = False
         self._urls_allowed = False
         self._full = False                                  # said once per overflow
@@ -102,6 +103,7 @@ class AuditRecorder:
                 raise exceptions.OptionsError(f"poortwachter_audit: not one of {', '.join(MODES)}: {mode!r}")
             self._on = mode != "off"
             self._allowed_too = mode in ("blocks_and_hosts", "all")
+            self._names_too = mode == "all"     # allowed DNS answers: every page asks many names
         if updated & {"poortwachter_audit", "poortwachter_audit_urls"}:
             urls = ctx.options.poortwachter_audit_urls.strip().lower()
             if urls not in ("true", "false"):
@@ -136,7 +138,8 @@ class AuditRecorder:
     # --- the hot path --------------------------------------------------------------------------
     def accept(self, seen: Seen) -> None:
         """Called by Enforce for each final verdict: filter, then one append (never blocks)."""
-        if not self._on or (not self._allowed_too and seen.verdict.action != "block"):
+        if not self._on or (seen.verdict.action != "block" and (
+                not self._allowed_too or (seen.kind == "dns" and not self._names_too))):
             return
         queue = self.queue
         if len(queue) >= QUEUE_MAX:

@@ -1,11 +1,20 @@
 """Identify the client, decide, act, and tag the flow: the enforcing addon.
 
-- CONNECT (explicit proxy): decided on the target; a blocked target in a passthrough zone is refused
-  with 403; intercept zones go on to TLS so the pupil gets a readable block page.
-- TLS ClientHello: decided on the SNI and the CONNECT target, the stricter wins. Passthrough zones
-  (and the no-decrypt list) pass allowed connections through untouched and close blocked ones.
+- CONNECT (explicit proxy): only to the ports the policy allows (`settings.connect_ports`, and the
+  services' own); decided on the target; a blocked target in a passthrough zone is refused with
+  403; intercept zones go on to TLS so the pupil gets a readable block page.
+- The stream inside (after CONNECT, or redirected in transparent mode): HTTP and TLS go on; any
+  other protocol is refused at once unless the policy lists its destination as a service for the
+  client's zone (`next_layer`, before any byte reaches the destination).
+- TLS ClientHello: decided on the SNI and the CONNECT target, the stricter wins. A ClientHello that
+  offers no HTTP protocol (ALPN) is a stream that is not web traffic; one to an ECH front hides its
+  destination (the zone's `ech` decides). Passthrough zones, and connections whose every name is on
+  the no-decrypt list, pass allowed connections through untouched and close blocked ones.
 - HTTP requests (plain, or decrypted in intercept zones): decided on the full URL, with the Host
   header, the request target and the SNI all judged; a blocked request gets the block page (403).
+- Transparent mode: a client dials an address and claims a name (SNI, Host). A claim counts when
+  the school's resolver gave this client that address for that name (poortwachter.bindings) or the
+  gateway's own lookup confirms it; otherwise the bare address is judged too (an IP literal).
 - HTTP responses to a client under a download limit (004 art. 13, imposed by the network sensor):
   one that announces a Content-Length above the limit is replaced by the download-limit page (403)
   and the upstream transfer is stopped; one of unknown length (chunked, or until close) is streamed
@@ -19,29 +28,53 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import ctx, http, tls
 from mitmproxy.net.http.http1 import expected_http_body_size
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import commands, events, layer, mode_specs
+from mitmproxy.proxy.layers import HttpLayer, TCPLayer
+from mitmproxy.proxy.layers.http import HTTPMode
+from mitmproxy.proxy.layers.tls import HTTP1_ALPNS, HTTP2_ALPN
 from OpenSSL import SSL
 
 from poortwachter import blockpage, metrics
 from poortwachter.audit.record import Seen
+from poortwachter.bindings import NameBindings
 from poortwachter.decide import Verdict
-from poortwachter.gateway import client_address
+from poortwachter.ech import ECH_EXTENSION, EchFronts
+from poortwachter.gateway import ECH_ALLOWED, NOT_WEB, PORT_CLOSED, Engine, client_address
 from poortwachter.hosts import BadHost, normalize_host
 from poortwachter.state import DownloadLimit
 
 from .engine import EngineAddon
+from .resolver import Lookup
 
 log = logging.getLogger("poortwachter")
 META = "poortwachter"
 HOST = "poortwachter_host"
 LIMITED = "poortwachter_limited"   # a client under a download limit: its verdict waits for the response
+
+
+def _refuse_after_error(self: Enforce, hook: str, arg: Any, exc: Exception) -> None:
+    log.error("%s failed (%s): request refused", hook, type(exc).__name__)
+    metrics.ERRORS.labels("internal").inc()
+    if isinstance(arg, http.HTTPFlow) and arg.response is None:
+        arg.response = http.Response.make(503, "Poortwachter: interne fout / internal error\n",
+                                          {"Content-Type": "text/plain; charset=utf-8"})
+    elif isinstance(arg, http.HTTPFlow) and arg.killable:
+        arg.kill()   # the response headers are in: its body must not pass unchecked
+    elif isinstance(arg, tls.ClientHelloData):
+        self._refuse.add(arg.context.client.id)
+    elif isinstance(arg, layer.NextLayer) and arg.layer is None:
+        arg.layer = _Refused(arg.context)
 
 
 def _fail_closed(hook: Callable[..., None]) -> Callable[..., None]:
@@ -52,16 +85,37 @@ def _fail_closed(hook: Callable[..., None]) -> Callable[..., None]:
         try:
             hook(self, arg)
         except Exception as exc:
-            log.error("%s failed (%s): request refused", hook.__name__, type(exc).__name__)
-            metrics.ERRORS.labels("internal").inc()
-            if isinstance(arg, http.HTTPFlow) and arg.response is None:
-                arg.response = http.Response.make(503, "Poortwachter: interne fout / internal error\n",
-                                                  {"Content-Type": "text/plain; charset=utf-8"})
-            elif isinstance(arg, http.HTTPFlow) and arg.killable:
-                arg.kill()   # the response headers are in: its body must not pass unchecked
-            elif isinstance(arg, tls.ClientHelloData):
-                self._refuse.add(arg.context.client.id)
+            _refuse_after_error(self, hook.__name__, arg, exc)
     return wrapper
+
+
+def _fail_closed_async(hook: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """The same for hooks that may wait for a name lookup."""
+
+    @functools.wraps(hook)
+    async def wrapper(self: Enforce, arg: Any) -> None:
+        try:
+            await hook(self, arg)
+        except Exception as exc:
+            _refuse_after_error(self, hook.__name__, arg, exc)
+    return wrapper
+
+
+class _Refused(layer.Layer):
+    """The layer for a stream the gate refuses: the client's connection is closed before a byte
+    reaches the destination (no server connection is ever opened)."""
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.Start):
+            yield commands.CloseConnection(self.context.client)
+        else:
+            yield from ()
+
+
+HTTP_ALPNS = frozenset((HTTP2_ALPN, *HTTP1_ALPNS))
+# The start of an HTTP/1 request line (a token, a space) or of the HTTP/2 preface: the stream may
+# still turn out to be web traffic. Anything else is not.
+_HTTP_START = re.compile(rb"[A-Za-z]{1,20}( |$)")
 
 
 @functools.cache
@@ -71,6 +125,17 @@ def _refusing_context() -> SSL.Context:
 
 def _mode(conn: Any) -> str:
     return getattr(conn.proxy_mode, "type_name", "regular")
+
+
+def _could_be_http(data: bytes) -> bool:
+    return bool(_HTTP_START.match(data[:21]))
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return client_address(host)
+    except ValueError:
+        return None
 
 
 _counters: dict[tuple[str, str, str | None, str], Any] = {}
@@ -96,8 +161,12 @@ class _Limited:
 
 
 class Enforce:
-    def __init__(self, engine: EngineAddon) -> None:
+    def __init__(self, engine: EngineAddon, bindings: NameBindings | None = None, fronts: EchFronts | None = None,
+                 lookup: Lookup | None = None) -> None:
         self.engine = engine
+        self.bindings = bindings if bindings is not None else NameBindings()
+        self.fronts = fronts if fronts is not None else EchFronts()
+        self.lookup = lookup if lookup is not None else Lookup(engine)
         self._refuse: set[str] = set()  # client connection ids whose TLS handshake is to be refused
         # AUDIT HAND-OFF: addons/audit.py's AuditRecorder.accept, set by build(). Called once per
         # final verdict (where the verdict is also counted) with a small tuple; it only appends
@@ -109,8 +178,7 @@ class Enforce:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return
-        engine = self.engine.engine
-        assert engine is not None
+        engine = self.engine.current()
         try:
             host = normalize_host(flow.request.host)
         except BadHost:
@@ -118,10 +186,17 @@ class Enforce:
             return
         started = time.perf_counter()
         client = client_address(flow.client_conn.peername[0])
-        verdict = engine.decide(client, host)
+        port = flow.request.port
+        if port in engine.policy.connect_ports:
+            verdict = engine.decide(client, host)
+        else:   # not a web port: only a service of the client's zone opens it
+            verdict = engine.service(client, host, port) or engine.refuse(client, PORT_CLOSED, host)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         flow.metadata[META] = verdict.as_dict()
-        if verdict.blocked and (verdict.inspection != "intercept" or engine.undecrypted(host)):
+        if verdict.rule == PORT_CLOSED:
+            metrics.REFUSALS.labels(verdict.zone, verdict.rule).inc()
+        if verdict.blocked and (verdict.inspection != "intercept" or engine.undecrypted(host)
+                                or verdict.rule == PORT_CLOSED):
             _record(verdict)
             if self.audit is not None:   # AUDIT HAND-OFF
                 self.audit(Seen(time.time(), "connect", verdict, client, [host], None))
@@ -129,34 +204,81 @@ class Enforce:
                 403, f"Geblokkeerd / Blocked: {verdict.rule} ({verdict.source})\n",
                 {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
 
-    # --- TLS: passthrough or intercept --------------------------------------------------------
+    # --- the stream inside a tunnel or a transparent connection --------------------------------
     @_fail_closed
-    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """Only web traffic passes the web gate: a stream that starts like neither TLS nor HTTP is
+        refused here, before mitmproxy would relay it raw, unless a service of the zone covers its
+        destination. (An explicit proxy's own first request is mitmproxy's to read.)"""
+        if nextlayer.layer is not None:
+            return
+        context = nextlayer.context
+        client_conn = context.client
+        if client_conn.transport_protocol != "tcp" or not context.server.address:
+            return
+        if not isinstance(client_conn.proxy_mode, (mode_specs.RegularMode, mode_specs.TransparentMode)):
+            return
+        if isinstance(client_conn.proxy_mode, mode_specs.RegularMode) and len(context.layers) <= 1:
+            return      # the proxy request itself (CONNECT or absolute-form HTTP): not a stream yet
+        data = nextlayer.data_client()
+        if not data or (not client_conn.tls and starts_like_tls_record(data)):
+            return      # TLS: mitmproxy's TLS layers come next, and the ClientHello is judged
+        if client_conn.alpn in HTTP_ALPNS:
+            return      # decrypted HTTP/1 or HTTP/2: mitmproxy's HTTP layer, every request judged
+        if not client_conn.alpn and _could_be_http(data):
+            # HTTP, perhaps not all of its first line yet: the HTTP layer waits for the rest (left
+            # to mitmproxy, a few bytes would be taken for a raw stream)
+            nextlayer.layer = HttpLayer(context, HTTPMode.transparent)
+            return
+        engine = self.engine.current()
+        client = client_address(client_conn.peername[0])
+        host, port = str(context.server.address[0]), int(context.server.address[1])
+        try:
+            name = normalize_host(client_conn.sni or host)
+        except BadHost:
+            name = None
+        verdict = engine.service(client, name, port) if name else None
+        if verdict is not None:
+            nextlayer.layer = TCPLayer(context)
+        else:
+            verdict = engine.refuse(client, NOT_WEB, name)
+            metrics.REFUSALS.labels(verdict.zone, verdict.rule).inc()
+            nextlayer.layer = _Refused(context)
+        _record(verdict)
+        if self.audit is not None:   # AUDIT HAND-OFF
+            self.audit(Seen(time.time(), "stream", verdict, client, [name or host], None))
+
+    # --- TLS: passthrough or intercept --------------------------------------------------------
+    @_fail_closed_async
+    async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         if data.ignore_connection:
             return
-        engine = self.engine.engine
-        assert engine is not None
+        engine = self.engine.current()
         client_conn = data.context.client
+        hello = data.client_hello
+        client = client_address(client_conn.peername[0])
         names: list[str] = []
+        dialled = None
         try:
-            if data.client_hello.sni:
-                names.append(normalize_host(data.client_hello.sni))
+            if hello.sni:
+                names.append(normalize_host(hello.sni))
             target = data.context.server.address
-            # In transparent mode the target is the resolved IP the client dialled, not a name it
-            # chose: judge it only when there is no SNI. Behind CONNECT it is what the client asked.
-            if target and (not names or _mode(client_conn) != "transparent"):
+            if target and _mode(client_conn) == "transparent":
+                # the address the client dialled: its claims count only where they are bound to it
+                dialled = client_address(str(target[0]))
+                names = await self._claims(client, dialled, names)
+            elif target:
                 names.append(normalize_host(str(target[0])))
-        except BadHost:
+        except (BadHost, ValueError):
             self._refuse.add(client_conn.id)
             return
         if not names:
             self._refuse.add(client_conn.id)
             return
         started = time.perf_counter()
-        client = client_address(client_conn.peername[0])
-        verdict = engine.decide_all(client, names)
+        verdict, decrypt = self._hello_verdict(engine, client, names, hello, data, dialled)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
-        if verdict.inspection == "intercept" and not any(engine.undecrypted(n) for n in names):
+        if decrypt:
             metrics.TLS_PASSTHROUGH.labels(verdict.zone, "intercept").inc()
             return  # decrypted: every request inside is decided on its URL
         _record(verdict)
@@ -168,6 +290,59 @@ class Enforce:
         else:
             metrics.TLS_PASSTHROUGH.labels(verdict.zone, "passthrough").inc()
             data.ignore_connection = True
+
+    def _hello_verdict(self, engine: Engine, client: Any, names: list[str], hello: tls.ClientHello,
+                       data: tls.ClientHelloData, dialled: Any) -> tuple[Verdict, bool]:
+        """The verdict of a TLS connection, and whether it is decrypted (its requests decide)
+        rather than passed through or refused here."""
+        sni = names[0] if hello.sni else None
+        port = int(data.context.server.address[1]) if data.context.server.address else 443
+        if sni and self.fronts.known(sni, engine.policy.ech_fronts, time.monotonic()) and any(
+                kind == ECH_EXTENSION for kind, _ in hello.extensions):
+            verdict = engine.ech(client, sni)
+            if verdict.rule != ECH_ALLOWED:
+                metrics.REFUSALS.labels(verdict.zone, verdict.rule).inc()
+            return verdict, False
+        verdict = engine.decide_all(client, names)
+        offered = hello.alpn_protocols
+        web = bool(HTTP_ALPNS.intersection(offered)) or (not offered and verdict.inspection == "intercept")
+        if not web and not (not offered and verdict.role != "pupil"):
+            # TLS that cannot be HTTP (or, for pupils in passthrough, cannot be shown to be)
+            service = engine.service(client, names[0], port)
+            if service is not None:
+                return service, False
+            refused = engine.refuse(client, NOT_WEB, names[0])
+            metrics.REFUSALS.labels(refused.zone, refused.rule).inc()
+            return refused, False
+        if verdict.inspection == "intercept" and not all(engine.undecrypted(n) for n in names):
+            return verdict, True
+        if not verdict.blocked and self._sinkhole(engine, dialled):
+            return verdict._replace(action="block"), False   # the block page's address: nothing to pass to
+        return verdict, False
+
+    async def _claims(self, client: Any, address: Any, claimed: list[str]) -> list[str]:
+        """The names a transparent connection to `address` is judged on: each claimed name (the
+        stricter verdict counts), plus the bare address when a claim is not bound to it by the
+        school's resolver (nor confirmed by the gateway's own lookup), or nothing was claimed."""
+        now = time.monotonic()
+        proven = True
+        for name in claimed:
+            if self.bindings.bound(client, address, name, now):
+                continue
+            if _address(name) == address:
+                continue
+            if not await self.lookup.confirms(name, address):
+                proven = False
+        bare = str(address)
+        if claimed and proven:
+            return claimed
+        return [*claimed, bare] if bare not in claimed else claimed
+
+    @staticmethod
+    def _sinkhole(engine: Engine, dialled: Any) -> bool:
+        """Is `dialled` the address the resolver gives for blocked names (dns.block_address)?"""
+        settings = engine.policy.dns
+        return dialled is not None and str(dialled) in (settings.block_address, settings.block_address6)
 
     def tls_start_client(self, tls_start: tls.TlsData) -> None:
         # Script addons run BEFORE mitmproxy's tlsconfig, which fills in ssl_conn when it is None
@@ -182,12 +357,11 @@ class Enforce:
         self._refuse.discard(client.id)
 
     # --- HTTP requests ---------------------------------------------------------------------
-    @_fail_closed
-    def request(self, flow: http.HTTPFlow) -> None:
+    @_fail_closed_async
+    async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return
-        engine = self.engine.engine
-        assert engine is not None
+        engine = self.engine.current()
         req = flow.request
         raw: list[str] = []
         host_header = req.host_header
@@ -195,18 +369,29 @@ class Enforce:
             raw.append(host_header)
         if flow.client_conn.sni:
             raw.append(flow.client_conn.sni)
-        if _mode(flow.client_conn) != "transparent" or not raw:
+        transparent = _mode(flow.client_conn) == "transparent"
+        if not transparent:
             raw.append(req.host)
+        client = client_address(flow.client_conn.peername[0])
+        dialled = None
         try:
             names = [normalize_host(name) for name in raw]
-        except BadHost:
+            if transparent:
+                dialled = client_address(req.host)
+                names = await self._claims(client, dialled, names)
+        except (BadHost, ValueError):
             flow.response = http.Response.make(400, "Ongeldige host / Invalid host\n",
                                                {"Content-Type": "text/plain; charset=utf-8"})
             return
         started = time.perf_counter()
-        client = client_address(flow.client_conn.peername[0])
         path = req.path or "/"
         verdict = engine.decide_all(client, names, path)
+        if not verdict.blocked and self._sinkhole(engine, dialled):
+            # the name was blocked when it was resolved and is open now: the client asks again
+            flow.response = http.Response.make(
+                503, "Opnieuw laden / Reload: deze site is zojuist vrijgegeven / this site was just opened\n",
+                {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "10", "Cache-Control": "no-store"})
+            return
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         flow.metadata[META] = verdict.as_dict()
         flow.metadata[HOST] = names[0]   # normalised once, here; SafeSearch reads it

@@ -31,6 +31,14 @@ class EngineAddon:
         self._watch: asyncio.Task[None] | None = None
         self._interval = 1.0
 
+    def current(self) -> Engine:
+        """The engine in force; `configure` makes one before the proxy serves anything. (A
+        method, not a property: mitmproxy reads every attribute of an addon when it loads it.)"""
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("no policy loaded")
+        return engine
+
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option("poortwachter_policy", str, "policy/default.yaml", "The school's policy (YAML).")
         loader.add_option("poortwachter_data_dir", str, "",
@@ -63,6 +71,7 @@ class EngineAddon:
     def _publish(self) -> None:
         assert self.engine is not None
         metrics.GENERATION.set(self.engine.generation)
+        metrics.MISSING_LISTS.set(len(self.engine.missing_lists()))
         metrics.LIST_ENTRIES.clear()
         for name, size in self.engine.index.sizes().items():
             metrics.LIST_ENTRIES.labels(name).set(size)

@@ -182,6 +182,7 @@ class Worker:
     data_dir: Path       # the worker's own files; the shared ones are linked in
     listen: str
     metrics: str
+    dns: str = ""
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
@@ -216,7 +217,8 @@ def run_worker(args: argparse.Namespace, hostname: str | None = None) -> Worker 
     host = (hostname or socket.gethostname()).split(".", 1)[0]
     return Worker(name=name, gateway=f"{host}-{name}", data_dir=args.data_dir / WORKERS / name,
                   listen=_shifted(args.listen, "--listen", n - 1),
-                  metrics=_shifted(args.metrics, "--metrics", WORKER_METRICS_STEP * (n - 1)))
+                  metrics=_shifted(args.metrics, "--metrics", WORKER_METRICS_STEP * (n - 1)),
+                  dns=_shifted(args.dns or "", "--dns", n - 1))
 
 
 def link_shared(shared: Path, own: Path) -> None:
@@ -240,6 +242,7 @@ def mitmdump_args(args: argparse.Namespace) -> list[str]:
     script = Path(poortwachter_addons.__file__).with_name("gateway.py")
     worker: Worker | None = getattr(args, "worker_layout", None)
     listen, metrics = (worker.listen, worker.metrics) if worker else (args.listen, args.metrics)
+    dns = worker.dns if worker else (args.dns or "")
     host, port = _host_port(listen, "--listen")
     data_dir: Path = args.data_dir
     db = args.db
@@ -251,7 +254,7 @@ def mitmdump_args(args: argparse.Namespace) -> list[str]:
         "-s", str(script),
         "--mode", args.mode,
         # asyncio binds "::" IPv6-only; mitmproxy's "" opens one socket per family
-        "--listen-host", "" if host in ("[::]", "::") else host.strip("[]"), "--listen-port", str(port),
+        "--listen-host", _listen_host(host), "--listen-port", str(port),
         "--set", f"confdir={data_dir / 'ca'}",
         "--set", f"poortwachter_policy={Path(args.policy).resolve()}",
         "--set", f"poortwachter_data_dir={worker.data_dir if worker else data_dir}",
@@ -260,6 +263,9 @@ def mitmdump_args(args: argparse.Namespace) -> list[str]:
         "--set", "termlog_verbosity=error",      # mitmproxy's own lines carry addresses and URLs
         "--set", "flow_detail=0",
     ]
+    if dns:
+        dns_host, dns_port = _host_port(dns, "--dns")
+        argv[4:4] = ["--mode", f"dns@{_listen_host(dns_host)}:{dns_port}"]   # the school's resolver
     if worker is not None:
         argv += ["--set", f"poortwachter_audit_gateway={worker.gateway}"]
     if args.clock_file:
@@ -268,6 +274,11 @@ def mitmdump_args(args: argparse.Namespace) -> list[str]:
         argv += ["--set", f"poortwachter_db={db}"]
     extra = list(args.extra or [])
     return _without(argv, _set_names(extra)) + extra
+
+
+def _listen_host(host: str) -> str:
+    """--listen and --dns hosts as mitmproxy wants them: "" for every address of both families."""
+    return "" if host in ("[::]", "::") else host.strip("[]")
 
 
 def _set_names(argv: list[str]) -> set[str]:
@@ -334,9 +345,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = mitmdump_args(args)
     listen, metrics = (worker.listen, worker.metrics) if worker else (args.listen, args.metrics)
     who = f"worker {worker.name} ({worker.gateway}), " if worker else ""
+    dns = worker.dns if worker else args.dns
     print(f"Poortwachter {who}luistert op / listens on {listen} ({args.mode}); "
-          f"metrics: {metrics or 'uit / off'}; data: {worker.data_dir if worker else args.data_dir}",
-          file=sys.stderr)
+          f"DNS: {dns or 'uit / off'}; metrics: {metrics or 'uit / off'}; "
+          f"data: {worker.data_dir if worker else args.data_dir}", file=sys.stderr)
     from mitmproxy.tools.main import mitmdump
 
     mitmdump(argv)
@@ -407,13 +419,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT")
     p.add_argument("--mode", default="regular", choices=["regular", "transparent"])
     p.add_argument("--metrics", default="127.0.0.1:9108", help="HOST:PORT for Prometheus, empty to switch off")
+    p.add_argument("--dns", metavar="HOST:PORT",
+                   help="also be the school's resolver here (UDP and TCP): every name decided by the policy, "
+                        "forwarded to dns.upstream; the firewall sends the clients' DNS to it")
     p.add_argument("--db", help="store URL (SQLAlchemy), e.g. postgresql+psycopg://gw@db/poortwachter; "
                                 "default: SQLite poortwachter.db in the data directory")
     p.add_argument("--worker", metavar="NAME",
                    help="one of several workers on this machine: audit gateway id <host name>-NAME, own files in "
                         "DATA_DIR/workers/NAME (audit spool, sequence, checkpoints, state snapshot), lists, CA and "
-                        "store shared; a number n shifts the ports: --listen port + (n-1), --metrics port + "
-                        "10*(n-1) (worker 1: 8080 and 9108, worker 2: 8081 and 9118)")
+                        "store shared; a number n shifts the ports: --listen and --dns port + (n-1), --metrics "
+                        "port + 10*(n-1) (worker 1: 8080 and 9108, worker 2: 8081 and 9118)")
     p.add_argument("--clock-file", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="further mitmdump arguments after --")
     p.set_defaults(func=cmd_run)

@@ -2,6 +2,7 @@
 
 Precedence, first hit wins (see README, "The decision"):
  1. an exclusion (ban) of the client           -> block everything
+    the filter not ready (a list is missing)   -> only the school environment and no-decrypt sites
  2. a category that is not overridable         -> block
  3. an exam running in the client's zone       -> only the exam allowlist
  4. a teacher's opening or an ICT grant        -> allow (or the classroom allowlist)
@@ -105,6 +106,10 @@ class Context:
     policy: CompiledPolicy
     categorizer: Categorizer
     state: State = EMPTY
+    not_ready: bool = False     # a list the policy names is missing and settings.missing_lists is block
+
+
+NOT_READY = "filter-niet-gereed"
 
 
 def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
@@ -127,6 +132,9 @@ def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
         ban = state.ban_for(req.client, now)
         if ban is not None:
             return Verdict("block", "uitsluiting", ban.source, first, *tail)
+    if ctx.not_ready and not (policy.school_environment.covers(host, path, cats)
+                              or policy.no_decrypt.covers(host, None, cats)):
+        return Verdict("block", NOT_READY, policy.gate_source, first, *tail)
     if cats:
         locked = cats & policy.locked
         if locked:
@@ -160,6 +168,17 @@ def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
             action = "allow" if rule.allowlist.covers(host, path, cats) else "block"
         return Verdict(action, rule.name, rule.source, category, *tail)
     return Verdict(policy.default, "standaard", policy.default_source, first, *tail)
+
+
+def refusal(ctx: Context, client: IPAddress, rule: str, now: dt.datetime, host: str | None = None) -> Verdict:
+    """The verdict on how a connection is made rather than on where it goes: a port the policy
+    does not open, a stream that is not web traffic, a hidden ECH destination. It blocks, names
+    the policy's gate article, and carries the client's zone like every other verdict."""
+    policy = ctx.policy
+    zone = zone_for(policy, client)
+    cats = ctx.categorizer.host(host) if host is not None else NO_CATEGORIES
+    return Verdict("block", rule, policy.gate_source, min(cats) if cats else None, zone.name, zone.role,
+                   policy.clock.moment(now).period, zone.inspection, cats)
 
 
 def stricter(a: Verdict, b: Verdict) -> Verdict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .clock import Clock, system_clock
-from .decide import Categorizer, Context, Request, Verdict, decide, stricter
+from .decide import Categorizer, Context, Request, Verdict, decide, refusal, stricter, zone_for
 from .lists.index import CategoryIndex
 from .lists.install import lists_dir
 from .paths import file_stamp as _stamp
@@ -66,11 +66,20 @@ class Engine:
         return CompiledPolicy(policy, self.generation)
 
     def _context(self) -> Context:
-        missing = sorted(set(self.policy.list_to_categories) - set(self.index.categories))
-        if missing and self.data_dir is not None:
-            log.warning("lists named in the policy are not installed (lijsten niet geïnstalleerd): %s; "
-                        "run `poortwachter lists update`", ", ".join(missing))
-        return Context(self.policy, Categorizer(self.policy, self.index), self.state)
+        missing = self.missing_lists()
+        if missing:
+            mode = self.policy.missing_lists
+            log.warning("lists named in the policy are not installed or empty (lijsten ontbreken): %s; "
+                        "run `poortwachter lists update`; settings.missing_lists is %s: %s", ", ".join(missing),
+                        mode, "only the school environment is reachable (alleen de schoolomgeving)"
+                        if mode == "block" else "the categories of these lists are not blocked (NIET gefilterd)")
+        return Context(self.policy, Categorizer(self.policy, self.index), self.state,
+                       not_ready=bool(missing) and self.policy.missing_lists == "block")
+
+    def missing_lists(self) -> list[str]:
+        """Lists the policy names that are not installed, or installed without an entry."""
+        sizes = self.index.sizes()
+        return sorted(name for name in self.policy.list_to_categories if not sizes.get(name))
 
     def reload_policy(self) -> Reload:
         """Load the policy file again; on any error keep the policy in force and say why."""
@@ -112,7 +121,7 @@ class Engine:
 
     def set_state(self, state: State) -> None:
         self.state = state
-        self.ctx = Context(self.policy, self.ctx.categorizer, state)
+        self.ctx = Context(self.policy, self.ctx.categorizer, state, self.ctx.not_ready)
 
     # --- deciding ------------------------------------------------------------------------
     def decide(self, client: IPAddress, host: str, path: str | None = None) -> Verdict:
@@ -130,3 +139,38 @@ class Engine:
 
     def undecrypted(self, host: str) -> bool:
         return self.policy.undecrypted(host, self.ctx.categorizer.host(host))
+
+    def decide_name(self, client: IPAddress, host: str) -> Verdict:
+        """A name a client asks the school's resolver for. In intercept zones the proxy decides on
+        the full URL later, so a name is refused here only when its front page would be (a rule
+        on one path of a site must not take the whole site off the air); elsewhere the name
+        decides, as it does for passthrough TLS."""
+        zone = zone_for(self.policy, client)
+        path = "/" if zone.inspection == "intercept" and not self.undecrypted(host) else None
+        return self.decide(client, host, path)
+
+    def refuse(self, client: IPAddress, rule: str, host: str | None = None) -> Verdict:
+        """A refusal on how a connection is made (see decide.refusal), at the engine's time."""
+        return refusal(self.ctx, client, rule, self.clock(), host)
+
+    def ech(self, client: IPAddress, front: str) -> Verdict:
+        """A TLS connection to an ECH front: its real destination is hidden; the zone decides."""
+        if zone_for(self.policy, client).ech == "allow":
+            verdict = self.refuse(client, ECH_HIDDEN, front)
+            return verdict._replace(action="allow", rule=ECH_ALLOWED)
+        return self.refuse(client, ECH_HIDDEN, front)
+
+    def service(self, client: IPAddress, host: str, port: int, protocol: str = "tcp") -> Verdict | None:
+        """The allowing verdict of a service that covers this stream, or None."""
+        found = self.policy.service_for(zone_for(self.policy, client), host, port, protocol)
+        if found is None:
+            return None
+        verdict = self.refuse(client, "dienst", host)
+        return verdict._replace(action="allow", rule=f"dienst:{found.name}", source=found.source)
+
+
+# Rules of verdicts on how a connection is made (block pages, metrics and audit name them).
+ECH_HIDDEN = "ech-verborgen-bestemming"     # a TLS connection to an ECH front: destination hidden
+ECH_ALLOWED = "ech-toegestaan"              # the same, where the zone allows it
+NOT_WEB = "geen-webverkeer"                 # a stream that is not HTTP, or TLS without HTTP
+PORT_CLOSED = "poort-niet-toegestaan"       # a CONNECT to a port the policy does not open

@@ -12,6 +12,19 @@ DECISION_SECONDS = Histogram("poortwachter_decision_seconds", "Time to decide on
 RELOADS = Counter("poortwachter_policy_reloads", "Policy loads and reloads by result", ["result"])
 GENERATION = Gauge("poortwachter_policy_generation", "Generation of the policy in force")
 LIST_ENTRIES = Gauge("poortwachter_list_entries", "Entries per installed category list", ["list"])
+# What the gate refuses on how a connection is made, by zone and rule (a fixed set of rule names,
+# see gateway.py): streams that are not web traffic, closed CONNECT ports, hidden ECH destinations.
+REFUSALS = Counter("poortwachter_refusals", "Connections refused on how they are made, by zone and rule",
+                   ["zone", "rule"])
+# The school's resolver (addons/resolver.py): answers by zone, role, category and action, like
+# REQUESTS; upstream failures by kind (timeout, error).
+DNS_QUERIES = Counter("poortwachter_dns_queries", "Names decided by the school's resolver",
+                      ["zone", "role", "category", "action"])
+DNS_UPSTREAM_ERRORS = Counter("poortwachter_dns_upstream_errors", "Questions no upstream resolver answered")
+ECH_FRONTS = Gauge("poortwachter_ech_fronts_learnt", "ECH outer names learnt from HTTPS and SVCB records")
+# Lists the policy names that are missing or empty: while above 0 the filter is not ready
+# (settings.missing_lists says whether the gateway then blocks or lets the categories through).
+MISSING_LISTS = Gauge("poortwachter_missing_lists", "Category lists the policy names that are not installed or empty")
 TLS_PASSTHROUGH = Counter("poortwachter_tls_connections", "TLS connections by handling", ["zone", "handling"])
 
 # Network health (addons/health.py). side: client (the client refused the handshake, typically a

@@ -155,9 +155,16 @@ def connect_tunnel(gw: Gateway, source: str, target: str) -> Tunnel:
     return Tunnel(sock, status_of(head))
 
 
-def tls_in_tunnel(tunnel: Tunnel, server_hostname: str, cafile: Path) -> ssl.SSLSocket:
-    """Start TLS inside the tunnel with this SNI, trusting only `cafile`; raises on a refused handshake."""
+BROWSER_ALPN = ("http/1.1",)      # what a browser offers (HTTP/1.1 is enough for these raw requests)
+
+
+def tls_in_tunnel(tunnel: Tunnel, server_hostname: str, cafile: Path,
+                  alpn: tuple[str, ...] = BROWSER_ALPN) -> ssl.SSLSocket:
+    """Start TLS inside the tunnel with this SNI, offering `alpn` like a browser (() offers none),
+    trusting only `cafile`; raises on a refused handshake."""
     context = ssl.create_default_context(cafile=str(cafile))
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     return context.wrap_socket(tunnel.sock, server_hostname=server_hostname)
 
 

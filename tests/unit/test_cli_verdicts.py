@@ -8,22 +8,45 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.listdata import install_every_list
+
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "policy" / "default.yaml"
 LESSON = "2026-11-23T10:00:00+01:00"
 BREAK = "2026-11-23T10:15"
+LISTS: Path | None = None     # a data directory with every list of the default policy installed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lists_installed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global LISTS
+    LISTS = tmp_path_factory.mktemp("lists")
+    install_every_list(POLICY, LISTS)
 
 
 def run(args: list[str], stdin: str = "", data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, POORTWACHTER_DATA_DIR=str(data_dir or REPO / "tests" / "no-such-dir"))
+    env = dict(os.environ, POORTWACHTER_DATA_DIR=str(data_dir or LISTS))
     return subprocess.run([sys.executable, "-m", "poortwachter.cli", *args], input=stdin, text=True,
                           capture_output=True, env=env, timeout=60)
 
 
-def explain(client: str, url: str, at: str = LESSON) -> dict[str, object]:
-    proc = run(["explain", "--policy", str(POLICY), "--client", client, "--at", at, url])
+def explain(client: str, url: str, at: str = LESSON, data_dir: Path | None = None) -> dict[str, object]:
+    proc = run(["explain", "--policy", str(POLICY), "--client", client, "--at", at, url], data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def test_without_lists_only_the_school_environment_is_reachable(tmp_path: Path) -> None:
+    """004 art. 12 (de firewall blokkeert): with no lists installed the default policy cannot tell a
+    forbidden site from any other, so it does not pretend to: only the school environment works."""
+    empty = tmp_path / "no-lists"
+    blocked = explain("10.30.1.1", "https://www.example.com/", at=BREAK, data_dir=empty)
+    assert (blocked["action"], blocked["rule"], blocked["source"]) == (
+        "block", "filter-niet-gereed", "004 art. 12: de firewall blokkeert; het filter niet omzeilen")
+    school = explain("10.30.1.1", "https://school.magister.net/", at=BREAK, data_dir=empty)
+    assert (school["action"], school["rule"]) == ("allow", "standaard")
 
 
 def test_explain_has_the_promised_keys() -> None:

@@ -33,7 +33,7 @@ from .merkle import leaf_hash
 from .seal import Sealer, seal
 
 FORMAT = 1
-Kind = Literal["http", "connect", "tls"]
+Kind = Literal["http", "connect", "tls", "stream", "dns"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -41,7 +41,8 @@ class Seen(NamedTuple):
     """What the enforcing addon hands over for one final verdict (built on the hot path: keep cheap)."""
 
     at: float                # time.time() of the decision: wall-clock time, whatever the policy clock says
-    kind: str                # "http", "connect" (a CONNECT refused in a passthrough zone) or "tls" (passthrough)
+    kind: str                # "http", "connect" (a CONNECT refused: passthrough zone, closed port), "tls"
+                             # (passthrough or refused), "stream" (not web traffic), "dns" (the resolver)
     verdict: Any             # poortwachter.decide.Verdict (Any: the hot path must not pay for a check)
     client: IPAddress
     names: list[str]         # the normalised host names that were judged, the first one is the host

@@ -9,7 +9,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..state import Sites, suffix_in
-from .model import Action, Inspection, Policy, Role, Rule, Zone, ZoneKind
+from .model import Action, Inspection, Policy, Role, Rule, Service, Zone, ZoneKind
 from .timetable import Clockwork
 
 NONE: frozenset[str] = frozenset()
@@ -24,6 +24,32 @@ class ZoneView:
     role: str
     inspection: str
     safesearch: bool
+    ech: str = "refuse"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledService:
+    """A service of the policy (traffic other than the web), ready to match a destination."""
+
+    name: str
+    source: str
+    zones: frozenset[str]                       # zone names and kinds
+    protocol: str                               # "tcp" or "udp"
+    ports: tuple[tuple[int, int], ...]          # inclusive ranges
+    nets: tuple[IPNetwork, ...]
+    hosts: Sites
+
+    def covers(self, zone: ZoneView, host: str, port: int, protocol: str) -> bool:
+        """Is a stream from `zone` to host (a normalised name or IP literal) and port inside it?"""
+        if protocol != self.protocol or (zone.name not in self.zones and zone.kind not in self.zones):
+            return False
+        if not any(low <= port <= high for low, high in self.ports):
+            return False
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return bool(self.hosts) and self.hosts.covers(host, None, NONE)
+        return any(addr.version == net.version and addr in net for net in self.nets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +149,13 @@ class CompiledPolicy:
         self.locked = frozenset(n for n, c in policy.categories.items() if not c.overridable)
         self.locked_source = {n: c.source for n, c in policy.categories.items()}
         self.no_decrypt = Sites.of(policy.no_decrypt.sites, policy.no_decrypt.categories)
+        self.school_environment = Sites.of(policy.school_environment.sites, policy.school_environment.categories)
+        self.services = tuple(_service(s) for s in policy.services)
+        self.connect_ports = frozenset(policy.settings.connect_ports)
+        self.gate_source = policy.settings.gate_source
+        self.missing_lists = policy.settings.missing_lists
+        self.dns = policy.dns
+        self.ech_fronts = frozenset(policy.dns.ech_fronts)
         self._combo_cache: dict[frozenset[str], frozenset[str]] = {}
         self._applicable: dict[tuple[str, frozenset[str]], tuple[CompiledRule, ...]] = {}
 
@@ -184,13 +217,31 @@ class CompiledPolicy:
             hit = self._applicable[key] = tuple(r for r in self.rules if r.applies(zone, tags))
         return hit
 
+    def service_for(self, zone: ZoneView, host: str, port: int, protocol: str = "tcp") -> CompiledService | None:
+        """The first service that lets `zone` reach host:port over `protocol`, if any."""
+        for service in self.services:
+            if service.covers(zone, host, port, protocol):
+                return service
+        return None
+
     def undecrypted(self, host: str, categories: frozenset[str]) -> bool:
         """Never intercept banking, health, government login, even in an intercept zone."""
         return bool(self.no_decrypt) and self.no_decrypt.covers(host, None, categories)
 
 
 def _view(name: str, zone: Zone) -> ZoneView:
-    return ZoneView(name, zone.kind.value, zone.role.value, zone.inspection.value, zone.safesearch)
+    return ZoneView(name, zone.kind.value, zone.role.value, zone.inspection.value, zone.safesearch, zone.ech.value)
 
 
-__all__ = ["Action", "CompiledPolicy", "CompiledRule", "ZoneView", "suffix_in"]
+def _service(service: Service) -> CompiledService:
+    ports = []
+    for port in service.ports:
+        low, _, high = str(port).partition("-")
+        ports.append((int(low), int(high or low)))
+    return CompiledService(
+        name=service.name, source=service.source, zones=frozenset(service.zones), protocol=service.protocol,
+        ports=tuple(ports), nets=tuple(ipaddress.ip_network(n, strict=False) for n in service.to),
+        hosts=Sites.of(service.hosts))
+
+
+__all__ = ["Action", "CompiledPolicy", "CompiledRule", "CompiledService", "ZoneView", "suffix_in"]

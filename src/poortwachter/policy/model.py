@@ -69,12 +69,19 @@ class Action(StrEnum):
     allowlist_only = "allowlist_only"
 
 
+class Ech(StrEnum):
+    refuse = "refuse"
+    allow = "allow"
+
+
 class Zone(Strict):
     kind: ZoneKind
     role: Role
     cidrs: list[Network] = Field(min_length=1, description="IPv4 and IPv6 networks of this zone")
     inspection: Inspection = Inspection.passthrough
     safesearch: bool = Field(False, description="Force SafeSearch and YouTube Restricted Mode (intercept only)")
+    ech: Ech = Field(Ech.refuse, description="TLS connections to an ECH front (Encrypted Client Hello: the real "
+                                             "destination is hidden): refuse, or allow (staff, if the school wants)")
     description: str = ""
 
     @model_validator(mode="after")
@@ -195,11 +202,112 @@ class NoDecrypt(Strict):
     sites: list[Site] = []
 
 
+def _port(value: int | str) -> str:
+    """A port or a range of ports, as "443" or "3478-3481"."""
+    low, dash, high = str(value).partition("-")
+    try:
+        first, last = int(low), int(high) if dash else int(low)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a port or a range like 3478-3481") from None
+    if not 0 < first <= last < 65536:
+        raise ValueError(f"{value!r}: ports are 1-65535, the first of a range not above the last")
+    return f"{first}-{last}" if last != first else str(first)
+
+
+Port = Annotated[int | str, AfterValidator(_port)]
+ConnectPort = Annotated[int, Field(ge=1, le=65535)]
+
+
 class Settings(Strict):
     unblock_url: str = Field("http://127.0.0.1:8090/deblokkeren", description="block page link to request an unblock")
     unknown_clients: Literal["guest", "refuse"] = "guest"
     guest_zone: Name = Field("onbekend", description="zone name reported for clients outside every zone")
     contact: str = Field("de ICT-afdeling / the ICT department", description="who to contact, shown on the block page")
+    connect_ports: list[ConnectPort] = Field(
+        [443, 80], min_length=1, description="ports an explicit-proxy CONNECT may go to (services add their own)")
+    missing_lists: Literal["block", "allow"] = Field(
+        "block", description="when a list the policy names is not installed or empty: block (only the school "
+                             "environment and no-decrypt sites work, page 'filter niet gereed') or allow (with a warning)")
+    gate_source: str = Field(
+        "", description="article behind refusing what the gateway cannot judge: other ports, streams that are "
+                        "not web traffic, hidden ECH destinations, names that do not match the address dialled")
+
+
+class Service(Strict):
+    """Traffic other than the web that a zone may send: the firewall opens it (`to` addresses) and
+    the proxy lets such a stream through a CONNECT or a transparent redirect (`to` or `hosts`)."""
+
+    name: Name
+    source: str = Field(min_length=1, description="the reglement article or decision that allows it")
+    description: str = ""
+    zones: list[str] = Field(min_length=1, description="zone names or zone kinds whose clients may use it")
+    protocol: Literal["tcp", "udp"]
+    ports: list[Port] = Field(min_length=1, description="ports or ranges, e.g. [22] or [\"3478-3481\"]")
+    to: list[Network] = Field([], description="destination networks (IPv4, IPv6); [\"0.0.0.0/0\", \"::/0\"] is anywhere")
+    hosts: list[Site] = Field([], description="destination names (with subdomains), for the proxy only: a "
+                                              "firewall cannot follow names")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Service:
+        if not self.to and not self.hosts:
+            raise ValueError("a service needs `to` (networks), `hosts` (names) or both")
+        if any("/" in host for host in self.hosts):
+            raise ValueError("service hosts are names, without a /path")
+        if self.protocol == "udp" and not self.to:
+            raise ValueError("a udp service needs `to`: only the firewall carries udp, and it knows no names")
+        return self
+
+
+def _ip_of_family(version: int):  # type: ignore[no-untyped-def]
+    def check(value: str) -> str:
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address (geen geldig IP-adres)") from None
+        if addr.version != version:
+            raise ValueError(f"{value!r} is not an IPv{version} address")
+        return str(addr)
+    return check
+
+
+def _upstream(value: str) -> str:
+    """A resolver as "9.9.9.9", "9.9.9.9:53", "2620:fe::fe" or "[2620:fe::fe]:53"."""
+    host, port = value, "53"
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "53"
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a resolver address like 9.9.9.9 or [2620:fe::fe]:53") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: not a port")
+    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+
+
+class Dns(Strict):
+    """The school's resolver on the gateway (`poortwachter run --dns`): every name a client asks is
+    decided by this policy before it resolves."""
+
+    upstream: list[Annotated[str, AfterValidator(_upstream)]] = Field(
+        [], description="resolvers the gateway asks, in order; []: the gateway's own (/etc/resolv.conf)")
+    block_address: Annotated[str, AfterValidator(_ip_of_family(4))] | None = Field(
+        None, description="IPv4 answer for a blocked name: an address the firewall sends to the gateway, so the "
+                          "client gets the block page; absent: 0.0.0.0 (the connection fails at once)")
+    block_address6: Annotated[str, AfterValidator(_ip_of_family(6))] | None = Field(
+        None, description="IPv6 answer for a blocked name; absent: ::")
+    block_ttl: int = Field(10, ge=1, le=3600, description="seconds a client may keep the answer for a blocked name")
+    binding_grace: int = Field(30, ge=0, le=3600, description="seconds past an answer's TTL that a connection "
+                                                              "to its address may still name it")
+    ech_fronts: list[Site] = Field(["cloudflare-ech.com"], description="known outer names of Encrypted Client "
+                                   "Hello, besides those the resolver learns from HTTPS records")
+
+
+class SchoolEnvironment(Strict):
+    categories: list[Name] = []
+    sites: list[Site] = []
 
 
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -274,6 +382,10 @@ class Policy(Strict):
     timetable: Timetable
     categories: dict[Name, Category] = {}
     no_decrypt: NoDecrypt = NoDecrypt()
+    school_environment: SchoolEnvironment = Field(
+        SchoolEnvironment(), description="what stays reachable while the filter is not ready (missing lists)")
+    services: list[Service] = Field([], description="traffic other than the web that zones may send")
+    dns: Dns = Dns()
     rules: list[Rule] = []
     default: Literal["allow", "block"] = "allow"
     default_source: str = Field("", description="article behind the default, if any")
@@ -335,6 +447,17 @@ def cross_references(policy: Policy) -> list[tuple[Path, str]]:
     for j, cat in enumerate(policy.no_decrypt.categories):
         if cat not in policy.categories:
             problems.append((("no_decrypt", "categories", j), f"unknown category {cat!r}"))
+    for j, cat in enumerate(policy.school_environment.categories):
+        if cat not in policy.categories:
+            problems.append((("school_environment", "categories", j), f"unknown category {cat!r}"))
+    seen_services: set[str] = set()
+    for i, service in enumerate(policy.services):
+        if service.name in seen_services:
+            problems.append((("services", i, "name"), f"duplicate service name {service.name!r}"))
+        seen_services.add(service.name)
+        for j, zone in enumerate(service.zones):
+            if zone not in zone_words:
+                problems.append((("services", i, "zones", j), f"no zone or zone kind named {zone!r}"))
     seen: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, str] = {}
     for zname, zone in policy.zones.items():
         for j, cidr in enumerate(zone.cidrs):
