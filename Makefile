@@ -16,15 +16,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The policy's category lists first, when none are installed (one line and on when the download
+# cannot be reached: the gateway then starts in the policy's settings.missing_lists mode).
 run: $(STAMP)
-	$(BIN)/poortwachter run --policy policy/default.yaml --listen 127.0.0.1:8080
+	$(BIN)/poortwachter lists ensure --policy policy/default.yaml
+	$(BIN)/poortwachter run --policy policy/default.yaml --listen 127.0.0.1:8080 --dns 127.0.0.1:5353
 
 console: $(STAMP)
 	$(BIN)/poortwachter console --listen 127.0.0.1:8090 --policy policy/default.yaml
 
 # Debian packages the tests drive for real: chromium (block page, console), prometheus (promtool and
 # a live server), nftables and iproute2 (transparent interception and the sensor in namespaces).
-TEST_TOOLS := chromium:chromium promtool:prometheus nft:nftables ip:iproute2 systemd-analyze:systemd
+TEST_TOOLS := chromium:chromium promtool:prometheus nft:nftables ip:iproute2 systemd-analyze:systemd nsd:nsd dig:bind9-dnsutils
 
 test: $(STAMP)
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done); \
@@ -42,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_workers.py   # root: network namespaces
 	$(BIN)/python tests/bench/bench_sensor.py   # root: network namespaces
 	$(BIN)/python tests/bench/bench_hooks.py
+	$(BIN)/python tests/bench/bench_dns.py
 
 clean:
 	rm -rf $(VENV)

@@ -47,7 +47,7 @@ from OpenSSL import SSL
 
 from poortwachter import blockpage, metrics
 from poortwachter.audit.record import Seen
-from poortwachter.bindings import NameBindings
+from poortwachter.bindings import BlockedBecause, NameBindings
 from poortwachter.decide import Verdict
 from poortwachter.ech import ECH_EXTENSION, EchFronts
 from poortwachter.gateway import ECH_ALLOWED, NOT_WEB, PORT_CLOSED, Engine, client_address
@@ -162,11 +162,12 @@ class _Limited:
 
 class Enforce:
     def __init__(self, engine: EngineAddon, bindings: NameBindings | None = None, fronts: EchFronts | None = None,
-                 lookup: Lookup | None = None) -> None:
+                 lookup: Lookup | None = None, because: BlockedBecause | None = None) -> None:
         self.engine = engine
         self.bindings = bindings if bindings is not None else NameBindings()
         self.fronts = fronts if fronts is not None else EchFronts()
         self.lookup = lookup if lookup is not None else Lookup(engine)
+        self.because = because if because is not None else BlockedBecause()
         self._refuse: set[str] = set()  # client connection ids whose TLS handshake is to be refused
         # AUDIT HAND-OFF: addons/audit.py's AuditRecorder.accept, set by build(). Called once per
         # final verdict (where the verdict is also counted) with a small tuple; it only appends
@@ -233,20 +234,25 @@ class Enforce:
         engine = self.engine.current()
         client = client_address(client_conn.peername[0])
         host, port = str(context.server.address[0]), int(context.server.address[1])
-        try:
-            name = normalize_host(client_conn.sni or host)
+        dialled = client_address(host) if isinstance(client_conn.proxy_mode, mode_specs.TransparentMode) else None
+        try:   # where the bytes go (the CONNECT target, the address dialled), and the SNI it claimed
+            names = [normalize_host(name) for name in dict.fromkeys(n for n in (client_conn.sni, host) if n)]
         except BadHost:
-            name = None
-        verdict = engine.service(client, name, port) if name else None
+            names = []
+        bound = dialled is not None and client_conn.sni and names and self.bindings.bound(
+            client, dialled, names[0], time.monotonic())
+        if bound:
+            names = names[:1]        # a name the resolver gave for this address: the service may name it
+        verdict = self._service(engine, client, names, port, dialled)
         if verdict is not None:
             nextlayer.layer = TCPLayer(context)
         else:
-            verdict = engine.refuse(client, NOT_WEB, name)
+            verdict = engine.refuse(client, NOT_WEB, names[0] if names else None)
             metrics.REFUSALS.labels(verdict.zone, verdict.rule).inc()
             nextlayer.layer = _Refused(context)
         _record(verdict)
         if self.audit is not None:   # AUDIT HAND-OFF
-            self.audit(Seen(time.time(), "stream", verdict, client, [name or host], None))
+            self.audit(Seen(time.time(), "stream", verdict, client, names or [host], None))
 
     # --- TLS: passthrough or intercept --------------------------------------------------------
     @_fail_closed_async
@@ -302,15 +308,20 @@ class Enforce:
             verdict = engine.ech(client, sni)
             if verdict.rule != ECH_ALLOWED:
                 metrics.REFUSALS.labels(verdict.zone, verdict.rule).inc()
-            return verdict, False
-        verdict = engine.decide_all(client, names)
+                return verdict, False
+            others = [name for name in names if name != sni]     # the CONNECT target, the address dialled
+            target = engine.decide_all(client, others) if others else None
+            return (target, False) if target is not None and target.blocked else (verdict, False)
         offered = hello.alpn_protocols
+        if not HTTP_ALPNS.intersection(offered):
+            # TLS that offers no HTTP: to a service of the zone it is relayed untouched, in every zone
+            service = self._service(engine, client, names, port, dialled)
+            if service is not None:
+                return service, False
+        verdict = engine.decide_all(client, names)
         web = bool(HTTP_ALPNS.intersection(offered)) or (not offered and verdict.inspection == "intercept")
         if not web and not (not offered and verdict.role != "pupil"):
             # TLS that cannot be HTTP (or, for pupils in passthrough, cannot be shown to be)
-            service = engine.service(client, names[0], port)
-            if service is not None:
-                return service, False
             refused = engine.refuse(client, NOT_WEB, names[0])
             metrics.REFUSALS.labels(refused.zone, refused.rule).inc()
             return refused, False
@@ -320,19 +331,37 @@ class Enforce:
             return verdict._replace(action="block"), False   # the block page's address: nothing to pass to
         return verdict, False
 
+    @staticmethod
+    def _service(engine: Engine, client: Any, names: list[str], port: int, dialled: Any = None) -> Verdict | None:
+        """The service that covers a stream. The bytes go to the address dialled (transparent mode)
+        or the CONNECT target: in transparent mode a service covers the address itself (`to`), or
+        the names the resolver bound to it (`hosts`; `names` then holds no bare address); behind
+        CONNECT it must cover every name, as the SNI is only a claim beside the target."""
+        if dialled is not None:
+            by_address = engine.service(client, str(dialled), port)
+            if by_address is not None or str(dialled) in names:
+                return by_address
+        found = [engine.service(client, name, port) for name in names]
+        return found[0] if found and all(found) else None
+
     async def _claims(self, client: Any, address: Any, claimed: list[str]) -> list[str]:
         """The names a transparent connection to `address` is judged on: each claimed name (the
         stricter verdict counts), plus the bare address when a claim is not bound to it by the
         school's resolver (nor confirmed by the gateway's own lookup), or nothing was claimed."""
         now = time.monotonic()
         proven = True
+        reasons = []
         for name in claimed:
             if self.bindings.bound(client, address, name, now):
+                reason = self.because.reason(client, name, now)    # sent to the block page for another name
+                if reason is not None:
+                    reasons.append(reason)
                 continue
             if _address(name) == address:
                 continue
             if not await self.lookup.confirms(name, address):
                 proven = False
+        claimed = [*claimed, *reasons]
         bare = str(address)
         if claimed and proven:
             return claimed
@@ -386,6 +415,11 @@ class Enforce:
         started = time.perf_counter()
         path = req.path or "/"
         verdict = engine.decide_all(client, names, path)
+        if not verdict.blocked and not transparent and req.port not in engine.policy.connect_ports:
+            # an explicit-proxy request to a port that is not a web port: only a service opens it
+            if engine.service(client, names[-1], req.port) is None:
+                verdict = engine.refuse(client, PORT_CLOSED, names[-1])
+                metrics.REFUSALS.labels(verdict.zone, verdict.rule).inc()
         if not verdict.blocked and self._sinkhole(engine, dialled):
             # the name was blocked when it was resolved and is open now: the client asks again
             flow.response = http.Response.make(

@@ -29,10 +29,9 @@ from mitmproxy.net.dns import https_records
 
 from poortwachter import dnsnames, metrics
 from poortwachter.audit.record import Seen
-from poortwachter.bindings import NameBindings
+from poortwachter.bindings import BlockedBecause, NameBindings
 from poortwachter.decide import Verdict
-from poortwachter.dnsforward import (Resolver, UpstreamError, build_query, exchange, parse_resolver,
-                                     system_resolvers)
+from poortwachter.dnsforward import Resolver, UpstreamError, build_query, exchange, parse_resolver, system_resolvers
 from poortwachter.ech import EchFronts, public_names
 from poortwachter.gateway import client_address
 from poortwachter.hosts import BadHost, normalize_host
@@ -47,10 +46,12 @@ ADDRESS_TYPES = (dns.types.A, dns.types.AAAA)
 
 
 class SchoolResolver:
-    def __init__(self, engine: EngineAddon, bindings: NameBindings, fronts: EchFronts) -> None:
+    def __init__(self, engine: EngineAddon, bindings: NameBindings, fronts: EchFronts,
+                 because: BlockedBecause) -> None:
         self.engine = engine
         self.bindings = bindings
         self.fronts = fronts
+        self.because = because
         self.audit: Callable[[Seen], None] | None = None      # set by build(): the audit hand-off
         self._resolvers: tuple[tuple[str, ...], list[Resolver]] = ((), [])
 
@@ -81,7 +82,7 @@ class SchoolResolver:
             return query.fail(dns.response_codes.REFUSED)
         verdict = engine.decide_name(client, host)
         if verdict.blocked:
-            return self._blocked(flow, query, client, host, verdict)
+            return self._blocked(query, client, host, host, verdict)
         try:
             raw = await exchange(query.packed, self._upstreams(engine.policy.dns.upstream))
             answer = dns.DNSMessage.unpack(raw)
@@ -93,15 +94,17 @@ class SchoolResolver:
         for alias in names[1:]:
             alias_verdict = engine.decide_name(client, alias)
             if alias_verdict.blocked:
-                return self._blocked(flow, query, client, alias, alias_verdict)
+                return self._blocked(query, client, host, alias, alias_verdict)
         self._strip_ech(answer)
         self._remember(client, names, answer, engine.policy.dns.binding_grace)
         self._count(verdict, Seen(time.time(), "dns", verdict, client, [host], None))
         return answer
 
     # --- blocked names -----------------------------------------------------------------------
-    def _blocked(self, flow: dns.DNSFlow, query: dns.DNSMessage, client: Any, host: str,
+    def _blocked(self, query: dns.DNSMessage, client: Any, host: str, because: str,
                  verdict: Verdict) -> dns.DNSMessage:
+        """The answer for `host`, blocked because of `because` (itself, or the blocked name a
+        CNAME of it points to)."""
         settings = self.engine.current().policy.dns
         question = query.question
         assert question is not None
@@ -117,8 +120,12 @@ class SchoolResolver:
         sinkhole = [ipaddress.ip_address(a) for a in (settings.block_address, settings.block_address6) if a]
         if sinkhole:
             now = time.monotonic()
-            self.bindings.learn(client, [host], sinkhole, now + settings.block_ttl + settings.binding_grace, now)
-        self._count(verdict, Seen(time.time(), "dns", verdict, client, [host], None))
+            until = now + settings.block_ttl + settings.binding_grace
+            self.bindings.learn(client, [host], sinkhole, until, now)
+            if because != host:
+                self.because.learn(client, host, because, until, now)
+        self._count(verdict, Seen(time.time(), "dns", verdict, client, [host] if because == host else [host, because],
+                                  None))
         return query.succeed(answers)
 
     # --- allowed names -----------------------------------------------------------------------
@@ -156,7 +163,11 @@ class SchoolResolver:
                         mandatory = parsed.params.get(MANDATORY)
                         if mandatory is not None:   # a record may name ech mandatory: no longer
                             keys = [mandatory[i:i + 2] for i in range(0, len(mandatory) - 1, 2)]
-                            parsed.params[MANDATORY] = b"".join(k for k in keys if k != ECH.to_bytes(2, "big"))
+                            kept = b"".join(k for k in keys if k != ECH.to_bytes(2, "big"))
+                            if kept:
+                                parsed.params[MANDATORY] = kept
+                            else:           # an empty `mandatory` is malformed (RFC 9460 section 8)
+                                del parsed.params[MANDATORY]
                         record.data = https_records.pack(parsed)
                 keep.append(record)
             section[:] = keep

@@ -34,6 +34,8 @@ class NameBindings:
         """The resolver told `client` that `names` (the question and its CNAME chain) are at
         `addresses`, valid until `until` (monotonic seconds, grace included)."""
         names = tuple(names)
+        if not names:
+            return
         for address in addresses:
             key = (client, address)
             known = self._table.pop(key, None)     # re-inserted last: the freshest stays longest
@@ -66,3 +68,26 @@ class NameBindings:
         while self._entries > target and self._table:
             key = next(iter(self._table))
             self._entries -= len(self._table.pop(key))
+
+
+class BlockedBecause:
+    """Why the resolver sent a client's name to the block page: a name can be blocked for another
+    one (a CNAME to a blocked name). The enforcer judges that name too when the client comes to the
+    block page's address, so the page shows the real rule. Bounded like NameBindings."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._because: dict[tuple[IPAddress, str], tuple[str, float]] = {}
+
+    def learn(self, client: IPAddress, name: str, because: str, until: float, now: float) -> None:
+        self._because.pop((client, name), None)
+        self._because[(client, name)] = (because, until)
+        if len(self._because) > self.max_entries:
+            for key in [k for k, (_, u) in self._because.items() if u < now]:
+                del self._because[key]
+            while len(self._because) > self.max_entries * 3 // 4:
+                del self._because[next(iter(self._because))]
+
+    def reason(self, client: IPAddress, name: str, now: float) -> str | None:
+        found = self._because.get((client, name))
+        return found[0] if found is not None and found[1] >= now else None

@@ -3,7 +3,8 @@
 It names the category, the rule and the reglement article, and links to the unblock request form
 with the blocked URL, category and rule filled in. A download refused under a download limit
 (004 art. 13) gets the same page with its own heading, the maximum size and until when it holds;
-a limit is not lifted by an unblock request, so it has no such link.
+a limit is not lifted by an unblock request, so it has no such link. Neither has the page of a
+filter that is not ready (its category lists are missing): only ICT can install them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from html import escape
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from .decide import Verdict
+from .decide import NOT_READY, Verdict
 
 LOCAL = ZoneInfo("Europe/Amsterdam")   # the school's wall clock, as in the timetable
 DOWNLOAD_LIMIT = "download_limit"      # the rule of a response refused under a download limit
@@ -29,7 +30,23 @@ REASONS = {
                          "Your teacher has limited this room to the sites they point to."),
     "onbekend-netwerk": ("Dit apparaat hoort bij geen enkel netwerk van de school.",
                          "This device is not on any of the school's networks."),
+    NOT_READY: ("Het filter van de school is nog niet gereed: de categorielijsten waarop het filtert zijn "
+                "niet geïnstalleerd. Tot ICT ze heeft geïnstalleerd werkt alleen de schoolomgeving. "
+                "Meld dit bij ICT.",
+                "The school's filter is not ready: the category lists it filters on are not installed. "
+                "Until ICT installs them, only the school environment works. Please tell ICT."),
 }
+
+# Rules whose page has its own heading instead of "Deze pagina is geblokkeerd".
+HEADINGS = {
+    NOT_READY: ("Filter niet gereed / Filter not ready", "Het filter is nog niet gereed",
+                "The filter is not ready."),
+}
+BLOCKED = ("Geblokkeerd / Blocked", "Deze pagina is geblokkeerd", "This page is blocked.")
+
+# Blocks an unblock request cannot lift, so their page has no link to the form: a category that is
+# never opened, an exclusion (directie decides), and a filter without its lists (ICT installs them).
+NO_UNBLOCK = frozenset({"niet-te-openen", "uitsluiting", NOT_READY})
 
 PAGE = """<!doctype html>
 <html lang="nl">
@@ -77,14 +94,14 @@ def render(verdict: Verdict, url: str, title: str | None, unblock_url: str, cont
         "This site falls under the school's rules."))
     category = title or verdict.category or "geen / none"
     unblock = ""
-    if verdict.rule not in ("niet-te-openen", "uitsluiting"):
+    if verdict.rule not in NO_UNBLOCK:
         query = urlencode({"url": url, "category": verdict.category or "", "rule": verdict.rule})
         sep = "&" if "?" in unblock_url else "?"
         unblock = UNBLOCK.format(href=escape(f"{unblock_url}{sep}{query}"))
     facts = _facts(("Categorie / Category", "category", category), ("Regel / Rule", "rule", verdict.rule),
                    ("Reglement", "source", verdict.source or "-"))
-    html = PAGE.format(title="Geblokkeerd / Blocked", heading_nl="Deze pagina is geblokkeerd",
-                       heading_en="This page is blocked.", reason_nl=escape(reason_nl),
+    title_text, heading_nl, heading_en = HEADINGS.get(verdict.rule, BLOCKED)
+    html = PAGE.format(title=title_text, heading_nl=heading_nl, heading_en=heading_en, reason_nl=escape(reason_nl),
                        reason_en=escape(reason_en), facts=facts, unblock=unblock, contact=escape(contact))
     return html.encode("utf-8")
 

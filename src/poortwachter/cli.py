@@ -5,6 +5,7 @@ check-policy   validate a policy: FILE:LINE: field.path: message, exit 2 when in
 explain        the verdict the running gateway would give for one URL, as JSON
 classify       squid helper lines on stdin -> one verdict line each (side by side with squidGuard)
 lists          install and show category lists
+nftables       the firewall ruleset generated from the policy
 policy-schema  write the JSON Schema of the policy format (policy/schema.json)
 """
 
@@ -355,6 +356,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nftables(args: argparse.Namespace) -> int:
+    from .firewall import ruleset
+    from .policy.load import PolicyError, load_policy
+
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        print(_policy_error_lines(exc), file=sys.stderr)
+        return EXIT_INVALID
+    text = ruleset(policy)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_policy_schema(args: argparse.Namespace) -> int:
     from .policy.model import Policy
 
@@ -369,7 +387,7 @@ def cmd_policy_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-CORE = frozenset({"check-policy", "explain", "classify", "run", "policy-schema", "lists"})
+CORE = frozenset({"check-policy", "explain", "classify", "run", "policy-schema", "lists", "nftables"})
 
 
 def _extensions(only: str | None):  # type: ignore[no-untyped-def]
@@ -432,6 +450,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--clock-file", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="further mitmdump arguments after --")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("nftables", help="the firewall ruleset generated from the policy",
+                       description="Print the nftables ruleset that goes with a policy: transparent "
+                                   "interception, the school's resolver, and exactly the policy's services "
+                                   "open for the client networks. site.nft includes it after its defines.")
+    p.add_argument("--policy", required=True)
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_nftables)
 
     p = sub.add_parser("policy-schema", help="write the policy JSON Schema")
     p.add_argument("-o", "--output")

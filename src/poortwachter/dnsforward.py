@@ -37,7 +37,9 @@ def parse_resolver(value: str) -> Resolver:
     host, port = value, "53"
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else "53"
+        if rest and not rest.startswith(":"):
+            raise ValueError("not a resolver address")
+        port = rest[1:] if rest else "53"
     elif value.count(":") == 1:
         host, _, port = value.partition(":")
     return Resolver(str(ipaddress.ip_address(host)), int(port))
@@ -83,7 +85,7 @@ def matches(query: bytes, answer: bytes) -> bool:
     except ValueError:
         return False
     return (len(answer) >= end and answer[:2] == query[:2] and bool(answer[2] & 0x80)
-            and answer[12:end].lower() == query[12:end].lower())
+            and answer[12:end - 4].lower() == query[12:end - 4].lower() and answer[end - 4:end] == query[end - 4:end])
 
 
 def truncated(answer: bytes) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .clock import Clock, system_clock
 from .decide import Categorizer, Context, Request, Verdict, decide, refusal, stricter, zone_for
+from .lists.ensure import missing_lists
 from .lists.index import CategoryIndex
 from .lists.install import lists_dir
 from .paths import file_stamp as _stamp
@@ -78,8 +79,7 @@ class Engine:
 
     def missing_lists(self) -> list[str]:
         """Lists the policy names that are not installed, or installed without an entry."""
-        sizes = self.index.sizes()
-        return sorted(name for name in self.policy.list_to_categories if not sizes.get(name))
+        return missing_lists(self.policy.list_to_categories, self.index.sizes())
 
     def reload_policy(self) -> Reload:
         """Load the policy file again; on any error keep the policy in force and say why."""
@@ -149,19 +149,29 @@ class Engine:
         path = "/" if zone.inspection == "intercept" and not self.undecrypted(host) else None
         return self.decide(client, host, path)
 
+    def _shut_out(self, client: IPAddress) -> bool:
+        """decide's refusals of the client itself (an exclusion, an unknown client where the policy
+        refuses those) close services and ECH too."""
+        if self.policy.refuse_unknown and self.policy.zone_of(client) is None:
+            return True
+        state = self.ctx.state
+        return state.any and state.ban_for(client, self.clock()) is not None
+
     def refuse(self, client: IPAddress, rule: str, host: str | None = None) -> Verdict:
         """A refusal on how a connection is made (see decide.refusal), at the engine's time."""
         return refusal(self.ctx, client, rule, self.clock(), host)
 
     def ech(self, client: IPAddress, front: str) -> Verdict:
         """A TLS connection to an ECH front: its real destination is hidden; the zone decides."""
-        if zone_for(self.policy, client).ech == "allow":
+        if zone_for(self.policy, client).ech == "allow" and not self._shut_out(client):
             verdict = self.refuse(client, ECH_HIDDEN, front)
             return verdict._replace(action="allow", rule=ECH_ALLOWED)
         return self.refuse(client, ECH_HIDDEN, front)
 
     def service(self, client: IPAddress, host: str, port: int, protocol: str = "tcp") -> Verdict | None:
         """The allowing verdict of a service that covers this stream, or None."""
+        if self._shut_out(client):
+            return None
         found = self.policy.service_for(zone_for(self.policy, client), host, port, protocol)
         if found is None:
             return None

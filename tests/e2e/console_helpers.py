@@ -9,9 +9,7 @@ without it they go to the test's temporary directory, so an ordinary run changes
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import os
 import subprocess
 import time
@@ -21,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from tests.processes import stop
 
+from .pki import spki_sha256
 from .proxy import POORTWACHTER, REPO, Gateway
 
 if TYPE_CHECKING:
@@ -178,14 +176,7 @@ class ConsoleServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc, timeout=15)
 
     def output(self) -> str:
         try:
@@ -198,14 +189,6 @@ class ConsoleServer:
 
 COMMON_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def spki_sha256(cert_pem: Path) -> str:
-    """base64 SHA-256 of the certificate's SubjectPublicKeyInfo, the form Chromium's flag wants."""
-    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
 def launch_pupil_browser(pw: Playwright, gateway: Gateway, console_port: int) -> Browser:

@@ -6,7 +6,9 @@ The local upstream HTTPS server presents these leaves, and mitmdump verifies the
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import threading
 from pathlib import Path
@@ -98,3 +100,12 @@ def issuer_common_name(der: bytes) -> str:
     cert = x509.load_der_x509_certificate(der)
     attrs = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attrs[0].value) if attrs else ""
+
+
+def spki_sha256(cert_pem: Path) -> str:
+    """base64 SHA-256 of the certificate's SubjectPublicKeyInfo, the form Chromium's
+    --ignore-certificate-errors-spki-list wants (trusting one CA key, not switching checks off)."""
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")

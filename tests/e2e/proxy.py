@@ -4,13 +4,14 @@ plus the test-only redirect addon that keeps all traffic on this machine."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.processes import stop
 
 from .pki import TestCA
 from .upstream import Upstream
@@ -130,14 +131,7 @@ class Gateway:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc)
 
     def stderr(self) -> str:
         try:

@@ -12,8 +12,6 @@ directory, so an ordinary test run never changes tracked files.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import struct
 from collections.abc import Iterator
@@ -22,9 +20,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
+from .pki import spki_sha256
 from .proxy import REPO, TEST_POLICY, Gateway
 
 if TYPE_CHECKING:
@@ -50,14 +47,6 @@ def policy_text() -> str:
     classroom = 'cidrs: ["127.0.0.2/32"]'
     assert text.count(classroom) == 1, "tests/e2e/data/policy.yaml changed: update test_browser.py"
     return text.replace(classroom, 'cidrs: ["127.0.0.1/32", "127.0.0.2/32"]')
-
-
-def spki_sha256(cert_pem: Path) -> str:
-    """base64 SHA-256 of the certificate's SubjectPublicKeyInfo, the form Chromium's flag wants."""
-    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,18 @@ With `ipv6=True` every link also carries IPv6 (client fd00:20:1::/64, internet 2
 beheer fd00:99::/64, the school's IPv6 resolver in it), the ruleset gets the IPv6 defines, zone
 klas both client prefixes, and the workers listen on [::] as docs/deploy.md says.
 
-The gateway namespace forwards, loads deploy/nftables/poortwachter.nft with the defines below and
-runs `poortwachter run --mode transparent` (one process per worker). Clients use no proxy
-setting: their TCP 80 and 443 is redirected. The web server is the end-to-end upstream
-(tests/e2e/upstream.py) bound to WEB:80 and WEB:443, so it records what reached it.
+The gateway namespace forwards, loads the ruleset `poortwachter nftables` generates from the test
+policy with the site defines below, and runs `poortwachter run --mode transparent --dns ...`
+(one process per worker). Clients use no proxy setting: their TCP 80 and 443 and every DNS
+question are redirected to the gateway. The school's resolver asks a real authoritative server
+(NSD, tests/netns/authoritative.py) at RESOLVER in the internet namespace. The web server is the
+end-to-end upstream (tests/e2e/upstream.py) bound to WEB:80 and WEB:443, so it records what
+reached it.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -30,19 +34,24 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from poortwachter.ech import build_config_list
 from tests.e2e.pki import TestCA
 from tests.e2e.proxy import wait_until  # noqa: F401 - re-exported for the tests
 from tests.e2e.upstream import Seen, _Handler, _Server, _tls_context
+from tests.nsd import zone_file
 
+from .authoritative import Authoritative
 from .topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 POORTWACHTER = REPO / ".venv" / "bin" / "poortwachter"
-RULESET = REPO / "deploy" / "nftables" / "poortwachter.nft"
 
 CLIENT_NET, GW_CLIENT = "10.20.1.0/24", "10.20.1.1"
 CLIENTS = tuple(f"10.20.1.{n}" for n in range(10, 18))      # one laptop each, all in zone "klas"
 GW_INTERNET, WEB, RESOLVER, OTHER_RESOLVER = "203.0.113.1", "203.0.113.80", "203.0.113.53", "203.0.113.99"
+ELSEWHERE = "203.0.113.81"       # a forbidden address (say, a VPN server) with a web server of its own
+RAW = "203.0.113.82"             # a plain TCP server: what a stream that is not web traffic would reach
+BLOCKPAGE = "198.51.100.80"      # dns.block_address: blocked names resolve here, the ruleset sends it to the gateway
 GW_MGMT, MGMT_HOST = "10.99.0.1", "10.99.0.10"
 # IPv6 (School(ipv6=True)): documentation and unique-local prefixes, inside the namespaces only.
 CLIENT_NET6, GW_CLIENT6 = "fd00:20:1::/64", "fd00:20:1::1"
@@ -51,8 +60,8 @@ GW_INTERNET6, WEB6 = "2001:db8:80::1", "2001:db8:80::80"
 OTHER_RESOLVER6 = "2001:db8:80::99"
 MGMT_NET6, GW_MGMT6, MGMT_HOST6 = "fd00:99::/64", "fd00:99::1", "fd00:99::10"
 RESOLVER6 = "fd00:99::53"        # the school's resolver in the management network, as the ruleset allows
-NO_IPV6_NET, NO_IPV6_RESOLVER = "100::/64", "100::53"     # the discard prefix: rules that match nothing
-PROXY_PORT, METRICS_PORT = 8080, 9108      # worker n: + (n-1) and + 10*(n-1) (`run --worker`)
+NO_IPV6_NET = "100::/64"     # the discard prefix: rules that match nothing
+PROXY_PORT, METRICS_PORT, DNS_PORT = 8080, 9108, 5353   # worker n: + (n-1), + 10*(n-1), + (n-1)
 START_TIMEOUT = 30.0
 T = TypeVar("T")
 
@@ -72,10 +81,35 @@ timetable:
       - {{name: les, start: "00:00", end: "23:59", kind: lesson}}
   weekdays: {{monday: normaal, tuesday: normaal, wednesday: normaal, thursday: normaal,
              friday: normaal, saturday: normaal, sunday: normaal}}
+settings:
+  gate_source: "004 art. 12"
 categories:
   verboden:
     title: "Verboden sites / Forbidden sites"
-    sites: [blocked.example]
+    sites: [blocked.example, "{elsewhere}"]
+services:
+  - name: testdienst-udp
+    source: "004 art. 2"
+    zones: [klas]
+    protocol: udp
+    ports: [4433]
+    to: [{webs}]
+  - name: testdienst-tcp
+    source: "004 art. 2"
+    zones: [klas]
+    protocol: tcp
+    ports: [2222]
+    to: [{webs}]
+  - name: testdienst-ruw
+    source: "004 art. 2"
+    description: "a stream that is not web traffic on port 80, through the transparent proxy"
+    zones: [klas]
+    protocol: tcp
+    ports: [80]
+    to: ["{raw}"]
+dns:
+  upstream: ["{resolver}"]
+  block_address: "{blockpage}"
 rules:
   - name: verboden-sites
     source: "004 art. 11a"
@@ -86,26 +120,38 @@ default_source: "004 art. 9"
 """
 
 
-def nft_defines(workers: int, ipv6: bool = False) -> str:
-    """The site defines of deploy/nftables/site.nft for this network, `workers` workers; without
-    `ipv6` the IPv6 defines are the discard prefix, as site.nft ships them."""
-    ports = [PROXY_PORT + i for i in range(workers)]
-    size = 1000 // workers
-    buckets = ", ".join(f"{i * size}-{999 if i == workers - 1 else (i + 1) * size - 1} : {port}"
-                        for i, port in enumerate(ports))
+def zones(ipv6: bool) -> dict[str, str]:
+    """What the authoritative server knows: the test sites at WEB (and WEB6), a name that is an
+    alias of a blocked one, and a site whose HTTPS record offers ECH behind `ech-front.example`."""
+    ech = base64.b64encode(build_config_list("ech-front.example")).decode()
+    records = []
+    for name in ("lesmateriaal", "blocked", "www.lesmateriaal", "geheim"):
+        records.append(f"{name} IN A {WEB}")
+        if ipv6:
+            records.append(f"{name} IN AAAA {WEB6}")
+    records += ["alias IN CNAME blocked.example.",
+                f"geheim IN HTTPS 1 . alpn=h2,http/1.1 ech={ech} ipv4hint={WEB}"]
+    return {"example": zone_file("example", "\n".join(records), ttl=300, ns_address=RESOLVER)}
+
+
+def nft_defines(workers: int, ruleset: Path, ipv6: bool = False) -> str:
+    """The site defines of deploy/nftables/site.nft for this network and `workers` workers, then
+    the ruleset generated from the policy; without `ipv6` the IPv6 management prefix is the
+    discard prefix, as site.nft ships it."""
+    def buckets(first: int) -> str:
+        size = 1000 // workers
+        return ", ".join(f"{i * size}-{999 if i == workers - 1 else (i + 1) * size - 1} : {first + i}"
+                         for i in range(workers))
     return "\n".join([
         'define pw_client_ifaces = { "%s" }',
         'define pw_pupil_ifaces = { "%s" }',
-        f"define pw_client_prefixes = {{ {CLIENT_NET} }}",
-        f"define pw_client_prefixes6 = {{ {CLIENT_NET6 if ipv6 else NO_IPV6_NET} }}",
         f"define pw_mgmt_prefixes = {{ {GW_MGMT.rsplit('.', 1)[0]}.0/24 }}",
         f"define pw_mgmt_prefixes6 = {{ {MGMT_NET6 if ipv6 else NO_IPV6_NET} }}",
-        f"define pw_school_resolver = {RESOLVER}",
-        f"define pw_school_resolver6 = {RESOLVER6 if ipv6 else NO_IPV6_RESOLVER}",
-        f"define pw_proxy_ports = {{ {', '.join(map(str, ports))} }}",
-        f"define pw_worker_ports = {{ {buckets} }}",
+        f"define pw_proxy_ports = {{ {', '.join(str(PROXY_PORT + i) for i in range(workers))} }}",
+        f"define pw_worker_ports = {{ {buckets(PROXY_PORT)} }}",
+        f"define pw_worker_dns_ports = {{ {buckets(DNS_PORT)} }}",
         "define pw_gateway_services = { 67 }",
-        f'include "{RULESET}"',
+        f'include "{ruleset}"',
         "",
     ])
 
@@ -250,6 +296,7 @@ class School:
     web: list[Site] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    dns: Authoritative | None = None
     worker_options: list[str] = field(default_factory=list)   # further mitmdump --set options
     ipv6: bool = False              # IPv6 on every link as well (see the module docstring)
 
@@ -276,9 +323,13 @@ class School:
         for extra in (RESOLVER, OTHER_RESOLVER):
             topo.run(self.internet, ["ip", "addr", "add", f"{extra}/24", "dev", inet_if], check=True)
         topo.route(self.client, "default", GW_CLIENT)
+        topo.resolv_conf(self.client, OTHER_RESOLVER)    # any resolver: the gateway answers every question
         topo.route(self.internet, "default", GW_INTERNET)
         topo.route(self.mgmt, "default", GW_MGMT)
+        topo.route(self.gateway, "default", WEB)          # the rest of the internet lies that way
         topo.sysctl(self.gateway, "net.ipv4.ip_forward", "1")
+        for extra in (ELSEWHERE, RAW):
+            self.topo.run(self.internet, ["ip", "addr", "add", f"{extra}/24", "dev", inet_if], check=True)
         if self.ipv6:
             self._add_ipv6([(self.client, self.client_if, CLIENTS6), (self.gateway, gw_client_if, (GW_CLIENT6,)),
                             (self.internet, inet_if, (WEB6, OTHER_RESOLVER6)),
@@ -288,19 +339,23 @@ class School:
             topo.route(self.internet, "default", GW_INTERNET6)
             topo.route(self.mgmt, "default", GW_MGMT6)
             topo.sysctl(self.gateway, "net.ipv6.conf.all.forwarding", "1")
+        cidrs = ", ".join(f'"{net}"' for net in ((CLIENT_NET, CLIENT_NET6) if self.ipv6 else (CLIENT_NET,)))
+        (self.workdir / "policy.yaml").write_text(
+            POLICY.format(cidrs=cidrs, webs=", ".join(f'"{w}"' for w in ((WEB, WEB6) if self.ipv6 else (WEB,))),
+                          resolver=RESOLVER, blockpage=BLOCKPAGE, elsewhere=ELSEWHERE, raw=RAW), encoding="utf-8")
         self.load_ruleset(gw_client_if, workers)
+        self.dns = Authoritative(topo, self.internet, self.workdir / "nsd", (RESOLVER,), zones(self.ipv6)).start()
+        self.closers.append(self.dns.close)
 
         self.ca = TestCA(self.workdir / "test-ca")
         if web:
-            hosts = (WEB, WEB6) if self.ipv6 else (WEB,)
+            hosts = (WEB, ELSEWHERE, WEB6) if self.ipv6 else (WEB, ELSEWHERE)
             self.web = topo.call(self.internet, lambda: [site for host in hosts for site in (
                 Site("http", None, (host, 80)), Site("https", _tls_context(self.ca), (host, 443)))])
         for server in self.web:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self.closers.append(server.shutdown)
             self.closers.append(server.server_close)
-        cidrs = ", ".join(f'"{net}"' for net in ((CLIENT_NET, CLIENT_NET6) if self.ipv6 else (CLIENT_NET,)))
-        (self.workdir / "policy.yaml").write_text(POLICY.format(cidrs=cidrs), encoding="utf-8")
         if start:
             self.start_workers(workers, numbered)
         return self
@@ -321,8 +376,14 @@ class School:
                 self.topo.run(ns, ["ip", "-6", "addr", "add", f"{address}/64", "dev", ifname, "nodad"], check=True)
 
     def load_ruleset(self, client_if: str, workers: int) -> None:
+        """The ruleset `poortwachter nftables` makes of the policy, with this network's site defines."""
+        ruleset = self.workdir / "poortwachter.nft"
+        made = subprocess.run([str(POORTWACHTER), "nftables", "--policy", str(self.workdir / "policy.yaml"),
+                               "-o", str(ruleset)], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise RuntimeError(f"poortwachter nftables: {made.stderr}")
         site = self.workdir / "site.nft"
-        site.write_text(nft_defines(workers, self.ipv6) % (client_if, client_if), encoding="utf-8")
+        site.write_text(nft_defines(workers, ruleset, self.ipv6) % (client_if, client_if), encoding="utf-8")
         done = self.topo.run(self.gateway, ["nft", "-f", str(site)])
         if done.returncode != 0:
             raise RuntimeError(f"nft -f {site}: {done.stderr}")
@@ -332,7 +393,7 @@ class School:
         log = self.workdir / f"worker-{n or 0}.log"
         argv = [str(POORTWACHTER), "--data-dir", str(data), "run", "--policy", str(self.workdir / "policy.yaml"),
                 "--mode", "transparent", "--listen", f"{self.listen_host}:{PROXY_PORT}",
-                "--metrics", f"127.0.0.1:{METRICS_PORT}"]
+                "--dns", f"{self.listen_host}:{DNS_PORT}", "--metrics", f"127.0.0.1:{METRICS_PORT}"]
         if n is not None:
             argv += ["--worker", str(n)]
         assert self.ca is not None
@@ -404,6 +465,7 @@ class School:
         self.closers.clear()
 
 
-__all__ = ["School", "Datagrams", "listener", "can_connect", "wait_until", "CLIENTS", "WEB", "RESOLVER",
+__all__ = ["School", "Datagrams", "listener", "can_connect", "wait_until", "CLIENTS", "WEB", "RESOLVER", "ELSEWHERE",
+           "BLOCKPAGE", "RAW",
            "OTHER_RESOLVER", "MGMT_HOST", "GW_CLIENT", "CLIENTS6", "WEB6", "RESOLVER6", "OTHER_RESOLVER6",
            "MGMT_HOST6", "GW_CLIENT6"]

@@ -13,11 +13,11 @@ import pytest
 
 from . import checks
 from .school import (
+    BLOCKPAGE,
     CLIENTS,
     GW_CLIENT,
     MGMT_HOST,
     OTHER_RESOLVER,
-    RESOLVER,
     WEB,
     School,
     wait_until,
@@ -57,8 +57,8 @@ def test_https_to_a_blocked_host_gets_the_block_page(school: School) -> None:
 
 
 # --- what would pass the gateway by -------------------------------------------------------------
-def test_quic_never_arrives_but_other_udp_does(school: School) -> None:
-    checks.quic_never_arrives_but_other_udp_does(school, WEB, CLIENTS[0])
+def test_quic_never_arrives_but_a_listed_udp_service_does(school: School) -> None:
+    checks.quic_never_arrives_but_a_listed_udp_service_does(school, WEB, CLIENTS[0])
 
 
 def test_dns_over_tls_fails_from_clients_only(school: School) -> None:
@@ -66,8 +66,8 @@ def test_dns_over_tls_fails_from_clients_only(school: School) -> None:
 
 
 def test_dns_to_another_resolver_is_answered_by_the_school_resolver(school: School) -> None:
-    checks.dns_to_another_resolver_is_answered_by_the_school_resolver(school, school.internet, RESOLVER,
-                                                                      OTHER_RESOLVER, WEB, CLIENTS[0])
+    checks.dns_to_another_resolver_is_answered_by_the_school_resolver(school, OTHER_RESOLVER, WEB, BLOCKPAGE,
+                                                                      CLIENTS[0])
 
 
 # --- management networks ------------------------------------------------------------------------
@@ -117,13 +117,14 @@ def test_two_workers_share_the_clients_each_client_keeps_its_worker(topology: To
 
 
 def test_the_example_site_file_passes_nft_check(topology: Topology, tmp_path: Path) -> None:
-    """deploy/nftables/site.nft as shipped (only its include pointed at this checkout)."""
+    """deploy/nftables/site.nft as shipped, with the ruleset generated from the default policy
+    (deploy/nftables/poortwachter.nft; only the include pointed at this checkout)."""
     shipped = Path(__file__).resolve().parents[2] / "deploy" / "nftables"
     text = (shipped / "site.nft").read_text(encoding="utf-8")
-    assert '"/usr/share/poortwachter/nftables/poortwachter.nft"' in text
+    assert '"/etc/poortwachter/poortwachter.nft"' in text
     site = tmp_path / "site.nft"
-    site.write_text(text.replace("/usr/share/poortwachter/nftables/poortwachter.nft",
-                                 str(shipped / "poortwachter.nft")), encoding="utf-8")
+    site.write_text(text.replace("/etc/poortwachter/poortwachter.nft", str(shipped / "poortwachter.nft")),
+                    encoding="utf-8")
     ns = topology.namespace("check")
     done = topology.run(ns, ["nft", "-c", "-f", str(site)])
     assert done.returncode == 0, done.stderr

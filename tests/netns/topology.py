@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class Topology:
         return a_if, b_if
 
     _links: list[int] = field(default_factory=list)
+    _etc: list[Path] = field(default_factory=list)     # /etc/netns/<ns> directories made here
 
     def run(self, ns: str, cmd: Sequence[str], **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
         kwargs.setdefault("capture_output", True)
@@ -107,7 +109,18 @@ class Topology:
             raise error[0]
         return result[0]
 
+    def resolv_conf(self, ns: str, nameserver: str) -> None:
+        """/etc/resolv.conf as programs run with `ip netns exec ns` see it (iproute2 mounts
+        /etc/netns/<ns>/resolv.conf over it): they ask `nameserver` for every name."""
+        directory = Path("/etc/netns") / ns
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "resolv.conf").write_text(f"nameserver {nameserver}\noptions timeout:2 attempts:2\n")
+        self._etc.append(directory)
+
     def close(self) -> None:
         for name in reversed(self.namespaces):   # removing a namespace removes its veth ends
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.namespaces.clear()
+        for directory in self._etc:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._etc.clear()

@@ -4,7 +4,6 @@ temporary directory, scraping the targets it is given every second with the proj
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from tests.processes import stop
 
 from ..e2e.proxy import free_port
 
@@ -74,14 +75,7 @@ class PrometheusServer:
 
     def stop(self) -> None:
         self.client.close()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc, timeout=15)
 
     def output(self) -> str:
         try:

@@ -1,4 +1,5 @@
-"""`poortwachter lists update|show`: install category lists and show what is installed."""
+"""`poortwachter lists update|show|ensure`: install category lists, show what is installed, and
+install them once when a policy's lists are missing (what `make run` does before it starts)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,24 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from poortwachter.cliexit import EXIT_INVALID
+from poortwachter.lists.ensure import installed_sizes, missing_lists, reachable
 from poortwachter.lists.index import CategoryIndex, IndexLoadError
 from poortwachter.lists.install import UpdateBusy, lists_dir
-from poortwachter.lists.sources import UT1_URL, Bar, SourceError
+from poortwachter.lists.sources import UT1_URL, Bar, BarFactory, SourceError, is_url
 from poortwachter.lists.update import NamedFile, UpdateRequest, run_update
+
+ENSURE_CONNECT_TIMEOUT = 5.0   # seconds: `make run` on a machine without internet goes on quickly
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `lists update` and `lists show`; each sets `func(args) -> exit status`."""
+    """Add `lists update`, `lists show` and `lists ensure`; each sets `func(args) -> exit status`."""
     lists = subparsers.add_parser(
         "lists",
         help="category lists (UT1, hosts files)",
         description="Install and show the category lists the gateway blocks on.",
     )
-    commands = lists.add_subparsers(dest="lists_command", metavar="{update,show}", required=True)
+    commands = lists.add_subparsers(dest="lists_command", metavar="{update,show,ensure}", required=True)
 
     update = commands.add_parser(
         "update",
@@ -67,6 +72,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     show = commands.add_parser("show", help="show installed categories and their sizes")
     show.set_defaults(func=cmd_show)
+
+    ensure = commands.add_parser(
+        "ensure",
+        help="install the lists a policy names when none are installed (make run)",
+        description=(
+            "Nothing happens when every list the policy names is installed. When no lists are installed "
+            "at all, the download is tried; when it cannot be reached within the connect timeout, or an "
+            "installation exists that lacks some of the lists, one line on stderr says so and the exit "
+            "status is still 0: the gateway then starts in the policy's settings.missing_lists mode."
+        ),
+    )
+    ensure.add_argument("--policy", default="policy/default.yaml", help="the policy whose lists must be there")
+    ensure.add_argument(
+        "--from",
+        dest="source",
+        default=UT1_URL,
+        metavar="SOURCE",
+        help=f"UT1 tarball URL, local .tar.gz, or directory in UT1 layout (default: {UT1_URL})",
+    )
+    ensure.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=ENSURE_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on the download when it cannot be reached within this time, name lookup "
+        f"included (default: {ENSURE_CONNECT_TIMEOUT:g})",
+    )
+    ensure.set_defaults(func=cmd_ensure)
 
 
 def _named_file(text: str) -> NamedFile:
@@ -147,6 +180,99 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"source: {src['kind']}: {where}{src['location']}", file=out)
     _print_table(manifest, out)
     return 0
+
+
+def cmd_ensure(args: argparse.Namespace) -> int:
+    """Install the lists `--policy` names when no lists are installed, if the download can be reached;
+    otherwise say in one line why not and what the gateway does without them. Only an invalid
+    policy is an error: the gateway would refuse it too."""
+    from poortwachter.policy.compiled import CompiledPolicy
+    from poortwachter.policy.load import PolicyError, load_policy
+
+    try:
+        policy = CompiledPolicy(load_policy(args.policy))
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    data_dir = Path(args.data_dir)
+    sizes = installed_sizes(data_dir)
+    missing = missing_lists(policy.list_to_categories, sizes)
+    if not missing:
+        return 0
+    mode_nl, mode_en = _missing_mode(policy.missing_lists)
+    if sizes:
+        # `lists update` replaces the whole installation; lists the school installed from other
+        # sources (hosts files) would be gone. Installing what is missing is for ICT to do.
+        _fail(
+            f"Lijsten ontbreken of zijn leeg: {', '.join(missing)}; de geïnstalleerde lijsten blijven staan, "
+            f"vul ze aan met 'poortwachter lists update'; {mode_nl} / Lists missing or empty: "
+            f"{', '.join(missing)}; the installed lists stay, complete them with 'poortwachter lists update'; "
+            f"{mode_en}"
+        )
+        return 0
+    if is_url(args.source) and not reachable(args.source, args.connect_timeout):
+        _fail(
+            f"Lijsten niet te downloaden (geen verbinding binnen {args.connect_timeout:g} s); {mode_nl} tot "
+            f"'poortwachter lists update' heeft gedraaid / Lists could not be downloaded (no connection "
+            f"within {args.connect_timeout:g} s); {mode_en} until 'poortwachter lists update' has run"
+        )
+        return 0
+    started = time.monotonic()
+    announce = _announcing(
+        "Geen lijsten geïnstalleerd: de categorielijsten worden opgehaald en geïnstalleerd / "
+        "No lists installed: fetching and installing the category lists"
+    )
+    try:
+        manifest = run_update(UpdateRequest(source=args.source), data_dir, make_bar=announce)
+    except UpdateBusy:
+        _fail("Er loopt al een update van de lijsten / A lists update is already running")
+        return 0
+    except (SourceError, OSError):
+        _fail(
+            f"Lijsten niet geïnstalleerd (download of installatie mislukt, 'poortwachter lists update' zegt "
+            f"waarom); {mode_nl} / Lists not installed (download or installation failed, 'poortwachter lists "
+            f"update' says why); {mode_en}"
+        )
+        return 0
+    cats = manifest["categories"]
+    print(
+        f"Lijsten geïnstalleerd / Lists installed: {len(cats)} categories, generation {manifest['generation']}, "
+        f"{time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    for attribution in manifest.get("attribution", []):
+        print(attribution["notice"], file=sys.stderr)
+    still = missing_lists(policy.list_to_categories, installed_sizes(data_dir))
+    if still:
+        _fail(f"Niet in de download: {', '.join(still)}; {mode_nl} / Not in the download: {', '.join(still)}; {mode_en}")
+    return 0
+
+
+def _announcing(message: str) -> BarFactory:
+    """Progress bars that first print `message`, once: the first bar starts when the download has
+    answered, so a download that fails before that leaves a single line."""
+    announced: list[bool] = []
+
+    def make_bar(desc: str, total: int | None, unit: str) -> Bar:
+        if not announced:
+            announced.append(True)
+            print(message, file=sys.stderr)
+        return _tqdm_bar(desc, total, unit)
+
+    return make_bar
+
+
+def _missing_mode(mode: str) -> tuple[str, str]:
+    """What the gateway does while lists are missing, by settings.missing_lists (Dutch, English)."""
+    if mode == "block":
+        return ("de gateway start in de stand 'missing_lists: block': alleen de schoolomgeving en de "
+                "no-decrypt-sites werken",
+                "the gateway starts in 'missing_lists: block' mode: only the school environment and the "
+                "no-decrypt sites work")
+    return ("de gateway start in de stand 'missing_lists: allow': de categorieën van de ontbrekende lijsten "
+            "worden NIET gefilterd",
+            "the gateway starts in 'missing_lists: allow' mode: the categories of the missing lists are NOT "
+            "filtered")
 
 
 def _print_table(manifest: dict[str, Any], out: TextIO) -> None:

@@ -13,7 +13,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME, max_length=64)]
@@ -214,8 +214,15 @@ def _port(value: int | str) -> str:
     return f"{first}-{last}" if last != first else str(first)
 
 
-Port = Annotated[int | str, AfterValidator(_port)]
-ConnectPort = Annotated[int, Field(ge=1, le=65535)]
+def _not_a_bool(value: object) -> object:
+    """YAML reads `yes`, `on` and `true` as booleans, which pydantic would take for port 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a port")
+    return value
+
+
+Port = Annotated[int | str, BeforeValidator(_not_a_bool), AfterValidator(_port)]
+ConnectPort = Annotated[int, Field(ge=1, le=65535), BeforeValidator(_not_a_bool)]
 
 
 class Settings(Strict):
@@ -275,7 +282,9 @@ def _upstream(value: str) -> str:
     host, port = value, "53"
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else "53"
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{value!r} is not a resolver address like 9.9.9.9 or [2620:fe::fe]:53")
+        port = rest[1:] if rest else "53"
     elif value.count(":") == 1:
         host, _, port = value.partition(":")
     try:
