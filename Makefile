@@ -20,7 +20,7 @@ venv: $(STAMP)
 # cannot be reached: the gateway then starts in the policy's settings.missing_lists mode).
 run: $(STAMP)
 	$(BIN)/poortwachter lists ensure --policy policy/default.yaml
-	$(BIN)/poortwachter run --policy policy/default.yaml --listen 127.0.0.1:8080 --dns 127.0.0.1:5353
+	$(BIN)/poortwachter run --policy policy/default.yaml --listen 127.0.0.1:8080 --dns 127.0.0.1:5300
 
 console: $(STAMP)
 	$(BIN)/poortwachter console --listen 127.0.0.1:8090 --policy policy/default.yaml

@@ -1,11 +1,14 @@
-"""The school's resolver: mitmproxy's DNS mode (`poortwachter run --dns HOST:PORT`), with every
-name decided by the policy before it resolves.
+"""The school's resolver (`poortwachter run --dns HOST:PORT`, option poortwachter_dns): DNS over
+UDP and TCP on the proxy's event loop (poortwachter.dnsserver), every name decided by the policy
+before it resolves.
 
 - A blocked name never resolves to the real site: A and AAAA get `dns.block_address(6)` (an
   address the firewall sends to the gateway, so the client meets the block page; absent: 0.0.0.0
   and ::, so the connection fails at once), every other type gets no data.
-- An allowed question goes, unchanged, to the resolvers the policy names (poortwachter.dnsforward);
-  a name its answer points to through a CNAME is judged too (a CNAME cannot launder a blocked name).
+- An allowed question goes, unchanged, to the resolvers the policy names (poortwachter.dnsforward;
+  names under a zone of `dns.forward` to that zone's resolvers, e.g. the school's own Active
+  Directory); a name its answer points to through a CNAME is judged too (a CNAME cannot launder a
+  blocked name). An answer that needs no change goes back byte for byte as the upstream sent it.
 - HTTPS and SVCB records lose their ECH configuration; the outer names found in it are remembered
   as ECH fronts (the enforcer refuses TLS to them where the zone says so).
 - Every address handed to a client is remembered with the names it stands for (poortwachter.bindings),
@@ -17,6 +20,7 @@ name decided by the policy before it resolves.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import struct
@@ -24,13 +28,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mitmproxy import dns
+from mitmproxy import ctx, dns, exceptions
 from mitmproxy.net.dns import https_records
 
 from poortwachter import dnsnames, metrics
 from poortwachter.audit.record import Seen
 from poortwachter.bindings import BlockedBecause, NameBindings
 from poortwachter.decide import Verdict
+from poortwachter.dnsserver import DnsServer
 from poortwachter.dnsforward import Resolver, UpstreamError, build_query, exchange, parse_resolver, system_resolvers
 from poortwachter.ech import EchFronts, public_names
 from poortwachter.gateway import client_address
@@ -42,6 +47,7 @@ log = logging.getLogger("poortwachter")
 
 SVCB, HTTPS = 64, 65
 MANDATORY, IPV4HINT, ECH, IPV6HINT = 0, 4, 5, 6          # SvcParamKeys (RFC 9460)
+OPT = 41
 ADDRESS_TYPES = (dns.types.A, dns.types.AAAA)
 
 
@@ -53,52 +59,98 @@ class SchoolResolver:
         self.fronts = fronts
         self.because = because
         self.audit: Callable[[Seen], None] | None = None      # set by build(): the audit hand-off
+        self.server: DnsServer | None = None
+        self._listen: tuple[str, int] | None = None
         self._resolvers: tuple[tuple[str, ...], list[Resolver]] = ((), [])
+        self._counters: dict[tuple[str, str, str, str], Any] = {}
 
-    async def dns_request(self, flow: dns.DNSFlow) -> None:
-        if flow.response is not None or flow.error is not None:
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option("poortwachter_dns", str, "",
+                          "Serve the school's resolver on HOST:PORT (UDP and TCP; [::]:PORT: every address of "
+                          "both families); empty: off.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "poortwachter_dns" in updated:
+            self._listen = _listen(ctx.options.poortwachter_dns)
+            if self.server is not None:       # moved while running: serve on the new address
+                self.server.close()
+                self.server = None
+                asyncio.get_running_loop().create_task(self._start())
+
+    async def running(self) -> None:
+        await self._start()
+
+    async def _start(self) -> None:
+        if self._listen is None or self.server is not None:
             return
+        host, port = self._listen
         try:
-            flow.response = await self._answer(flow)
-        except Exception as exc:   # a bug or a hostile message: refuse the question, never crash
-            log.error("dns_request failed (%s): question refused", type(exc).__name__)
-            metrics.ERRORS.labels("internal").inc()
-            flow.response = flow.request.fail(dns.response_codes.SERVFAIL)
+            self.server = await DnsServer(host, port, self.answer, metrics.DNS_DROPPED.inc).start()
+        except OSError as exc:
+            raise exceptions.OptionsError(f"poortwachter_dns: kan niet luisteren / cannot listen on "
+                                          f"{ctx.options.poortwachter_dns!r}: {exc.strerror}") from None
+        log.info("school resolver on %s (DNS)", ctx.options.poortwachter_dns)
 
-    async def _answer(self, flow: dns.DNSFlow) -> dns.DNSMessage:
-        query = flow.request
+    def done(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    # --- one question ------------------------------------------------------------------------
+    async def answer(self, data: bytes, peer: str, tcp: bool) -> bytes | None:
+        """The reply to one DNS message from `peer`: what goes back on the wire, or None."""
+        try:
+            query = dns.DNSMessage.unpack(data)
+        except (struct.error, ValueError, IndexError, UnicodeError):
+            return _formerr(data)
+        if not query.query:
+            return None                        # an answer sent to a resolver: nothing to say
+        try:
+            reply = await self._answer(query, data, client_address(peer))
+        except Exception as exc:   # a bug or a hostile message: refuse the question, never crash
+            log.error("dns question failed (%s): refused", type(exc).__name__)
+            metrics.ERRORS.labels("internal").inc()
+            reply = query.fail(dns.response_codes.SERVFAIL).packed
+        if not tcp and len(reply) > _udp_limit(query):
+            truncated = query.succeed([])      # too big for this client over UDP: it asks again over TCP
+            truncated.truncation = True
+            return truncated.packed
+        return reply
+
+    async def _answer(self, query: dns.DNSMessage, raw: bytes, client: Any) -> bytes:
         question = query.question
-        if (not query.query or query.op_code != dns.op_codes.QUERY or question is None
+        if (query.op_code != dns.op_codes.QUERY or question is None
                 or question.class_ != dns.classes.IN or len(query.questions) != 1):
-            return query.fail(dns.response_codes.REFUSED)
+            return query.fail(dns.response_codes.REFUSED).packed
         signal = dnsnames.signal(question.name)
         if signal is not None:
-            return query.fail(dns.response_codes.NXDOMAIN) if signal == dnsnames.NXDOMAIN else query.succeed([])
+            reply = query.fail(dns.response_codes.NXDOMAIN) if signal == dnsnames.NXDOMAIN else query.succeed([])
+            return reply.packed
         engine = self.engine.current()
-        client = client_address(flow.client_conn.peername[0])
         try:
             host = normalize_host(dnsnames.judged_name(question.name))
         except BadHost:
-            return query.fail(dns.response_codes.REFUSED)
+            return query.fail(dns.response_codes.REFUSED).packed
         verdict = engine.decide_name(client, host)
         if verdict.blocked:
-            return self._blocked(query, client, host, host, verdict)
+            return self._blocked(query, client, host, host, verdict).packed
+        settings = engine.policy.dns
         try:
-            raw = await exchange(query.packed, self._upstreams(engine.policy.dns.upstream))
-            answer = dns.DNSMessage.unpack(raw)
-        except (UpstreamError, struct.error, ValueError) as exc:
+            upstream_raw = await exchange(raw, self._upstreams(settings.upstream, settings.forward, host))
+            answer = dns.DNSMessage.unpack(upstream_raw)
+        except (UpstreamError, struct.error, ValueError, IndexError, UnicodeError) as exc:
             metrics.DNS_UPSTREAM_ERRORS.inc()
-            log.warning("no upstream resolver answered (geen antwoord van de resolver): %s", exc)
-            return query.fail(dns.response_codes.SERVFAIL)
+            log.warning("no upstream resolver answered (geen antwoord van de resolver): %s", type(exc).__name__)
+            return query.fail(dns.response_codes.SERVFAIL).packed
         names = [host, *self._aliases(answer)]
         for alias in names[1:]:
             alias_verdict = engine.decide_name(client, alias)
             if alias_verdict.blocked:
-                return self._blocked(query, client, host, alias, alias_verdict)
-        self._strip_ech(answer)
-        self._remember(client, names, answer, engine.policy.dns.binding_grace)
+                return self._blocked(query, client, host, alias, alias_verdict).packed
+        changed = self._strip_ech(answer)
+        self._remember(client, names, answer, settings.binding_grace)
         self._count(verdict, Seen(time.time(), "dns", verdict, client, [host], None))
-        return answer
+        return answer.packed if changed else upstream_raw
 
     # --- blocked names -----------------------------------------------------------------------
     def _blocked(self, query: dns.DNSMessage, client: Any, host: str, because: str,
@@ -129,7 +181,11 @@ class SchoolResolver:
         return query.succeed(answers)
 
     # --- allowed names -----------------------------------------------------------------------
-    def _upstreams(self, configured: list[str]) -> list[Resolver]:
+    def _upstreams(self, configured: list[str], forward: dict[str, list[str]], host: str) -> list[Resolver]:
+        """The resolvers for `host`: those of the longest `dns.forward` zone it is in, else `upstream`."""
+        zone = next((z for z in _suffixes(host) if z in forward), None)
+        if zone is not None:
+            return [parse_resolver(v) for v in forward[zone]]
         self._resolvers = (tuple(configured), _upstreams(self._resolvers, configured))
         return self._resolvers[1]
 
@@ -146,9 +202,11 @@ class SchoolResolver:
                     continue
         return found
 
-    def _strip_ech(self, answer: dns.DNSMessage) -> None:
-        """ECH leaves HTTPS and SVCB records; a record that cannot be read leaves with it."""
+    def _strip_ech(self, answer: dns.DNSMessage) -> bool:
+        """ECH leaves HTTPS and SVCB records; a record that cannot be read leaves with it. True
+        when the answer changed."""
         now = time.monotonic()
+        changed = False
         for section in (answer.answers, answer.authorities, answer.additionals):
             keep: list[dns.ResourceRecord] = []
             for record in section:
@@ -156,10 +214,13 @@ class SchoolResolver:
                     try:
                         parsed = https_records.unpack(record.data)
                     except (struct.error, ValueError, IndexError):
+                        changed = True
                         continue
                     ech = parsed.params.pop(ECH, None)
                     if ech is not None:
-                        self.fronts.learn(self._fronts(ech), now)
+                        changed = True
+                        if self.fronts.learn(self._fronts(ech), now):
+                            metrics.ECH_FRONTS.set(len(self.fronts))
                         mandatory = parsed.params.get(MANDATORY)
                         if mandatory is not None:   # a record may name ech mandatory: no longer
                             keys = [mandatory[i:i + 2] for i in range(0, len(mandatory) - 1, 2)]
@@ -171,7 +232,7 @@ class SchoolResolver:
                         record.data = https_records.pack(parsed)
                 keep.append(record)
             section[:] = keep
-        metrics.ECH_FRONTS.set(len(self.fronts.learnt(now)))
+        return changed
 
     @staticmethod
     def _fronts(ech: bytes) -> list[str]:
@@ -198,9 +259,45 @@ class SchoolResolver:
             self.bindings.learn(client, names, addresses, now + ttl + grace, now)
 
     def _count(self, verdict: Verdict, seen: Seen) -> None:
-        metrics.DNS_QUERIES.labels(verdict.zone, verdict.role, verdict.category or "none", verdict.action).inc()
+        key = (verdict.zone, verdict.role, verdict.category or "none", verdict.action)
+        counter = self._counters.get(key)
+        if counter is None:    # the labelled child, looked up once per label set (as enforce.py does)
+            counter = self._counters[key] = metrics.DNS_QUERIES.labels(*key)
+        counter.inc()
         if self.audit is not None:     # AUDIT HAND-OFF
             self.audit(seen)
+
+
+def _listen(value: str) -> tuple[str, int] | None:
+    """poortwachter_dns as (host, port): "" for every address of both families; None when off."""
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise exceptions.OptionsError(f"poortwachter_dns: HOST:PORT verwacht / expected: {value!r}")
+    host = host.strip("[]")
+    return ("" if host in ("::", "") else host), int(port)
+
+
+def _udp_limit(query: dns.DNSMessage) -> int:
+    """The largest UDP answer the client takes: its EDNS payload size (an OPT record), else 512."""
+    for record in query.additionals:
+        if record.type == OPT:
+            return max(512, record.class_)
+    return 512
+
+
+def _formerr(data: bytes) -> bytes | None:
+    """FORMERR for a message we cannot read but whose header we can (so the client stops asking)."""
+    if len(data) < 12 or data[2] & 0x80:
+        return None
+    return data[:2] + bytes([0x80 | (data[2] & 0x79), 0x01]) + b"\x00" * 8
+
+
+def _suffixes(host: str) -> list[str]:
+    """host and its parent domains, longest first."""
+    labels = host.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))]
 
 
 def _hints(data: bytes) -> list[Any]:

@@ -265,8 +265,8 @@ def mitmdump_args(args: argparse.Namespace) -> list[str]:
         "--set", "flow_detail=0",
     ]
     if dns:
-        dns_host, dns_port = _host_port(dns, "--dns")
-        argv[4:4] = ["--mode", f"dns@{_listen_host(dns_host)}:{dns_port}"]   # the school's resolver
+        _host_port(dns, "--dns")
+        argv += ["--set", f"poortwachter_dns={dns}"]     # the school's resolver
     if worker is not None:
         argv += ["--set", f"poortwachter_audit_gateway={worker.gateway}"]
     if args.clock_file:

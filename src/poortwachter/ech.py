@@ -89,15 +89,22 @@ class EchFronts:
         self.max_learnt = max_learnt
         self._learnt: dict[str, float] = {}      # name -> monotonic seconds it stops counting
 
-    def learn(self, names: list[str], now: float) -> None:
+    def __len__(self) -> int:
+        """Learnt names held (some may have expired since: they go when the set is full)."""
+        return len(self._learnt)
+
+    def learn(self, names: list[str], now: float) -> bool:
+        """Remember `names`; True when one of them was not held before."""
+        new = False
         for name in names:
-            self._learnt.pop(name, None)
+            new = self._learnt.pop(name, None) is None or new
             self._learnt[name] = now + self.keep
         if len(self._learnt) > self.max_learnt:
             for name in [n for n, until in self._learnt.items() if until < now]:
                 del self._learnt[name]
             while len(self._learnt) > self.max_learnt:
                 del self._learnt[next(iter(self._learnt))]
+        return new
 
     def known(self, name: str, configured: frozenset[str], now: float) -> bool:
         if name in configured:

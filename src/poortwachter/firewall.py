@@ -29,7 +29,7 @@ SITE_DEFINES = (
     ("pw_worker_ports", "hash bucket 0-999 of the client address -> worker proxy port:\n"
                         "#                         one worker { 0-999 : 8080 }, two { 0-499 : 8080, 500-999 : 8081 }"),
     ("pw_worker_dns_ports", "the same buckets -> the worker's resolver port (`run --dns`):\n"
-                            "#                         one worker { 0-999 : 5353 }, two { 0-499 : 5353, 500-999 : 5354 }"),
+                            "#                         one worker { 0-999 : 5300 }, two { 0-499 : 5300, 500-999 : 5301 }"),
     ("pw_gateway_services", "TCP/UDP ports of the gateway itself clients may reach     { 67, 443 }\n"
                             "#                         (DHCP when the gateway serves it, the console's HTTPS)"),
 )

@@ -21,6 +21,7 @@ REFUSALS = Counter("poortwachter_refusals", "Connections refused on how they are
 DNS_QUERIES = Counter("poortwachter_dns_queries", "Names decided by the school's resolver",
                       ["zone", "role", "category", "action"])
 DNS_UPSTREAM_ERRORS = Counter("poortwachter_dns_upstream_errors", "Questions no upstream resolver answered")
+DNS_DROPPED = Counter("poortwachter_dns_dropped", "Questions dropped because too many were in flight (a flood)")
 ECH_FRONTS = Gauge("poortwachter_ech_fronts_learnt", "ECH outer names learnt from HTTPS and SVCB records")
 # Lists the policy names that are missing or empty: while above 0 the filter is not ready
 # (settings.missing_lists says whether the gateway then blocks or lets the categories through).

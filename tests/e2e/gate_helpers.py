@@ -302,7 +302,7 @@ def is_server_hello(record: bytes) -> bool:
 class GateGateway(Gateway):
     """The e2e gateway plus: `routes` sends chosen destinations (HOST:PORT) to local servers
     (redirect_upstream's e2e_upstream_map); `dns_port` makes it the school's resolver too, as
-    `poortwachter run --dns 127.0.0.1:PORT` does (a second `--mode dns@...`)."""
+    `poortwachter run --dns 127.0.0.1:PORT` does (the option poortwachter_dns)."""
 
     def __init__(self, *args: Any, routes: dict[str, int] | None = None, dns_port: int | None = None,
                  **kwargs: Any) -> None:
@@ -316,7 +316,7 @@ class GateGateway(Gateway):
             spec = ",".join(f"{target}={port}" for target, port in self.routes.items())
             extra += ["--set", f"e2e_upstream_map={spec}"]
         if self.dns_port is not None:
-            extra += ["--mode", f"dns@127.0.0.1:{self.dns_port}"]
+            extra += ["--set", f"poortwachter_dns=127.0.0.1:{self.dns_port}"]
         return super().argv() + extra
 
     def audit_events(self) -> list[tuple[str, str, str, str]]:

@@ -51,12 +51,15 @@ class Answer:
 
 
 def dig(port: int, name: str, rtype: str = "A", source: str = "127.0.0.1", tcp: bool = False,
-        server: str = "127.0.0.1") -> Answer:
+        server: str = "127.0.0.1", edns: bool = True) -> Answer:
     """Ask `server`:`port` for `name` `rtype` from `source`, as a stub resolver does (recursion
-    desired, EDNS), one try of DIG_TIMEOUT seconds; status "TIMEOUT" if no answer came, "BADPACKET"
-    if one came that dig could not parse."""
+    desired, EDNS unless `edns` is False: then a truncated answer is kept, not retried over TCP),
+    one try of DIG_TIMEOUT seconds; status "TIMEOUT" if no answer came, "BADPACKET" if one came
+    that dig could not parse."""
     argv = ["dig", f"@{server}", "-p", str(port), "-b", source, name, rtype, "+yaml",
             f"+time={DIG_TIMEOUT}", "+tries=1", "+retry=0", "+tcp" if tcp else "+notcp"]
+    if not edns:
+        argv += ["+noedns", "+ignore"]
     started = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=DIG_TIMEOUT + 10)
     seconds = time.monotonic() - started

@@ -61,7 +61,7 @@ OTHER_RESOLVER6 = "2001:db8:80::99"
 MGMT_NET6, GW_MGMT6, MGMT_HOST6 = "fd00:99::/64", "fd00:99::1", "fd00:99::10"
 RESOLVER6 = "fd00:99::53"        # the school's resolver in the management network, as the ruleset allows
 NO_IPV6_NET = "100::/64"     # the discard prefix: rules that match nothing
-PROXY_PORT, METRICS_PORT, DNS_PORT = 8080, 9108, 5353   # worker n: + (n-1), + 10*(n-1), + (n-1)
+PROXY_PORT, METRICS_PORT, DNS_PORT = 8080, 9108, 5300   # worker n: + (n-1), + 10*(n-1), + (n-1)
 START_TIMEOUT = 30.0
 T = TypeVar("T")
 

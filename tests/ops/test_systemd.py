@@ -163,10 +163,10 @@ def test_gateway_instances_get_their_own_ports_and_audit_id() -> None:
     assert (worker.gateway, worker.listen, worker.metrics) == ("gw-lyceum-2", "0.0.0.0:8081", "127.0.0.1:9118")
     assert worker.data_dir == Path("/var/lib/poortwachter/workers/2")
     # its own resolver too, on the port the site's pw_worker_dns_ports map sends its clients' DNS to
-    assert worker.dns == "0.0.0.0:5354"
+    assert worker.dns == "0.0.0.0:5301"
     args.worker_layout = worker
     argv = mitmdump_args(args)
-    assert ["--mode", "dns@0.0.0.0:5354"] == argv[argv.index("dns@0.0.0.0:5354") - 1:argv.index("dns@0.0.0.0:5354") + 1]
+    assert "poortwachter_dns=0.0.0.0:5301" in [v for flag, v in zip(argv, argv[1:]) if flag == "--set"]
 
 
 def test_named_instances_keep_the_ports_given_and_odd_names_are_refused() -> None:

@@ -231,7 +231,8 @@ class Settings(Strict):
     guest_zone: Name = Field("onbekend", description="zone name reported for clients outside every zone")
     contact: str = Field("de ICT-afdeling / the ICT department", description="who to contact, shown on the block page")
     connect_ports: list[ConnectPort] = Field(
-        [443, 80], min_length=1, description="ports an explicit-proxy CONNECT may go to (services add their own)")
+        [443, 80], min_length=1, description="ports an explicit-proxy CONNECT or plain HTTP request may go to "
+                                           "(the zone's services add their own)")
     missing_lists: Literal["block", "allow"] = Field(
         "block", description="when a list the policy names is not installed or empty: block (only the school "
                              "environment and no-decrypt sites work, page 'filter niet gereed') or allow (with a warning)")
@@ -312,6 +313,9 @@ class Dns(Strict):
                                                               "to its address may still name it")
     ech_fronts: list[Site] = Field(["cloudflare-ech.com"], description="known outer names of Encrypted Client "
                                    "Hello, besides those the resolver learns from HTTPS records")
+    forward: dict[Site, list[Annotated[str, AfterValidator(_upstream)]]] = Field(
+        {}, description="names under these zones go to these resolvers instead (the school's own domain, "
+                        "Active Directory), e.g. {ad.school.nl: [10.99.0.10]}")
 
 
 class SchoolEnvironment(Strict):

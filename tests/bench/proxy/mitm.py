@@ -9,13 +9,16 @@ signed by it), so verification stays on, as in production.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.proxy import free_port, port_open  # the same helpers the end-to-end tests use
+from tests.e2e.proxy import (  # the same helpers the end-to-end tests use
+    free_port,
+    port_open,
+)
+from tests.processes import stop
 
 REPO = Path(__file__).resolve().parents[3]
 MITMDUMP = REPO / ".venv" / "bin" / "mitmdump"
@@ -57,7 +60,30 @@ def thread_cpu_seconds(pid: int) -> tuple[float, float]:
     return main, other
 
 
-class Mitmdump:
+class Managed:
+    """A benchmarked server process: `proc`, its output in `log`."""
+
+    proc: subprocess.Popen[bytes] | None
+    log: Path
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+class Mitmdump(Managed):
     def __init__(self, name: str, workdir: Path, confdir: Path, upstream_ca: Path,
                  gateway: dict[str, str] | None = None, cpus: set[int] | None = None,
                  script: Path | None = None, env: dict[str, str] | None = None) -> None:
@@ -116,25 +142,3 @@ class Mitmdump:
             time.sleep(0.05)
         return self
 
-    def cpu(self) -> float:
-        assert self.proc is not None
-        return cpu_seconds(self.proc.pid)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
