@@ -12,6 +12,7 @@ def build() -> list[Any]:
     from .audit import AuditRecorder
     from .enforce import Enforce
     from .engine import EngineAddon
+    from .fairness import Fairness
     from .health import Health
     from .metrics_server import MetricsServer
     from .resolver import Lookup, SchoolResolver
@@ -25,5 +26,5 @@ def build() -> list[Any]:
     enforce = Enforce(engine, bindings, fronts, Lookup(engine), because)
     recorder = AuditRecorder(engine)
     enforce.audit = resolver.audit = recorder.accept     # the audit hand-off: one append per final verdict
-    return [engine, StateSync(engine), MetricsServer(), recorder, resolver, enforce, SafeSearch(engine),
-            Health(engine)]
+    return [engine, Fairness(engine), StateSync(engine), MetricsServer(), recorder, resolver, enforce,
+            SafeSearch(engine), Health(engine)]

@@ -1,8 +1,16 @@
-"""Records an audit event for every final verdict the policy says to record, off the hot path.
+"""Records an audit event for every final verdict the policy says to record; with durable
+recording (the default) the answer to the request waits until its event is on disk.
 
 The enforcing addon hands each final verdict over through `accept` (one bounded deque append,
-see addons/enforce.py); the background writer (addons/audit_writer.py) seals, numbers, batches
-and stores them, spooling to <data dir>/audit/spool when the store cannot take them.
+see addons/enforce.py); the background writer (addons/audit_writer.py) seals, numbers and writes
+them to <data dir>/audit/spool (one fsync per round for all that was queued: a group commit) and
+batches them into the store. `accept` returns what the hook awaits before mitmproxy sends the
+answer: a future shared by every event of one round (`Waiters`), resolved from the writer's
+thread through the event loop (call_soon_threadsafe), never by blocking the loop. A round that
+is not on disk within `poortwachter_audit_wait` seconds is answered anyway (fail-open for the
+audit only: the gateway keeps filtering when its disk hangs), counted in
+poortwachter_audit_events_total{result="unconfirmed"} and logged once; until the disk confirms
+again, requests are answered at once (and counted) instead of each waiting the full time.
 
 Options (mitmproxy options rather than policy settings: what to record is the school's choice,
 but it is fixed per installation and documented with the key ceremony):
@@ -10,9 +18,13 @@ but it is fixed per installation and documented with the key ceremony):
   request with its host only), "all" (like blocks_and_hosts, but the path is kept for allowed
   requests too when urls are on), "blocks" (blocks only) or "off".
 - poortwachter_audit_urls: "true" to seal the request path with the host; default "false".
+- poortwachter_audit_commit: "durable" (default: on disk before the answer) or "fast" (answer at
+  once; the writer stores every `interval` and writes the spool only while the store fails: a
+  crash loses what was still in memory, README "Audit logs").
+- poortwachter_audit_wait: seconds an answer waits for its event to be on disk (durable).
 - poortwachter_audit_gateway: this gateway's name in the audit log (default: the host name).
-- poortwachter_audit_interval / _timeout: seconds between batches, and how long a store write
-  may take before its batch goes to the spool.
+- poortwachter_audit_interval / _timeout: seconds between store batches (fast: between rounds),
+  and how long a store write may take before its events wait in the spool.
 - poortwachter_checkpoint_dir / _syslog / _mail / _interval: where the signed checkpoints of this
   gateway's events log and of the access ledger go (audit/checkpoints.py): a directory (default
   <data dir>/audit/checkpoints), a syslog collector ("udp://HOST:PORT", "tcp://HOST:PORT" or
@@ -27,10 +39,12 @@ their clear fields only: nothing personal is recorded, and the log says so once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
 from collections import deque
+from collections.abc import Awaitable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions
@@ -52,6 +66,7 @@ from .state_sync import store_url
 log = logging.getLogger("poortwachter")
 
 MODES = ("blocks_and_hosts", "all", "blocks", "off")
+COMMITS = ("durable", "fast")
 QUEUE_MAX = 100_000       # events waiting in memory; beyond this they are dropped (and counted)
 # (data dir, store url, gateway), directory, syslog, mail, interval
 CheckpointWhere = tuple[tuple[str, str, str], str, str, str, float]
@@ -59,12 +74,113 @@ CHECKPOINT_MIN_INTERVAL = 5.0   # seconds: stored batches never cause rounds mor
 CHECKPOINT_STOP_TIMEOUT = 10.0  # seconds `done` waits for the last checkpoint round
 
 
+class _Round:
+    """The events accepted between two reports of the writer: one future for all of them."""
+
+    __slots__ = ("first", "future", "last", "timer")
+
+    def __init__(self, future: asyncio.Future[None], first: int) -> None:
+        self.future = future
+        self.first = first
+        self.last = first
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Waiters:
+    """Hooks waiting for their events to be on disk. Event n is the n-th accepted; the writer
+    reports (from its thread) how many more it has dealt with, in order; a round's future is
+    resolved when all of its events are. Everything but `durable` runs on the event loop."""
+
+    def __init__(self, wait: float, accepted: int = 0) -> None:
+        self.wait = wait
+        self.accepted = accepted          # events queued so far (those already queued count as taken)
+        self.confirmed = 0                # ... of which the writer has dealt with
+        self._rounds: deque[_Round] = deque()
+        self._open: _Round | None = None
+        try:            # configure runs on the event loop: reports then always go through it, in order
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._late = 0                    # > 0: the disk did not confirm in time; answer at once until it does
+        self._unconfirmed = metrics.AUDIT_EVENTS.labels("unconfirmed")
+        self.closed = False
+
+    def ticket(self) -> Awaitable[None] | None:
+        """The hot path, for an event just queued: what its hook awaits (None: nothing)."""
+        self.accepted += 1
+        if self._late:
+            self._unconfirmed.inc()
+            return None
+        current = self._open
+        if current is None:
+            loop = self._loop
+            if loop is None:
+                try:
+                    loop = self._loop = asyncio.get_running_loop()
+                except RuntimeError:      # not on an event loop (a test calling a hook directly)
+                    return None
+            current = self._open = _Round(loop.create_future(), self.accepted)
+            current.timer = loop.call_later(self.wait, self._expire, current)
+            self._rounds.append(current)
+        current.last = self.accepted
+        return current.future
+
+    def durable(self, n: int) -> None:
+        """The writer's thread: `n` more events are on disk (or stored, or given up)."""
+        loop = self._loop
+        if loop is None:
+            self.confirmed += n           # no round was ever opened: nothing waits
+            return
+        try:
+            loop.call_soon_threadsafe(self._release, n)
+        except RuntimeError:              # the loop is closed: nobody waits any more
+            pass
+
+    def _release(self, n: int) -> None:
+        self.confirmed += n
+        self._open = None                 # events accepted from now on wait for the next report
+        rounds, confirmed = self._rounds, self.confirmed
+        while rounds and rounds[0].last <= confirmed:
+            done = rounds.popleft()
+            if done.timer is not None:
+                done.timer.cancel()
+            if not done.future.done():
+                done.future.set_result(None)
+        if self._late and confirmed >= self._late:
+            self._late = 0
+            log.info("audit: the disk confirms events again, answers wait for it (audit-schijf bevestigt weer)")
+
+    def _expire(self, late: _Round) -> None:
+        if late.future.done():
+            return
+        late.future.set_result(None)
+        self._unconfirmed.inc(late.last - late.first + 1)
+        if self._open is late:
+            self._open = None
+        if not self._late:
+            log.error("audit: events not on disk within %g s, requests answered without waiting for them "
+                      "(audit niet op tijd op schijf)", self.wait)
+        self._late = max(self._late, late.last)
+
+    def close(self) -> None:
+        """Nobody waits any more (the recorder stops): every open round is answered."""
+        self.closed = True
+        while self._rounds:
+            waiting = self._rounds.popleft()
+            if waiting.timer is not None:
+                waiting.timer.cancel()
+            if not waiting.future.done():
+                waiting.future.set_result(None)
+        self._open = None
+
+
 class AuditRecorder:
     def __init__(self, engine: EngineAddon) -> None:
         self.engine = engine   # not needed to record (events carry the verdict); kept as every addon has it
         self.queue: deque[Seen] = deque()
         self.writer: Writer | None = None
-        self._where: tuple[str, str, str] | None = None    # (data dir, store url, gateway) of the writer
+        self.waiters: Waiters | None = None                 # durable: the hooks waiting for the disk
+        self._where: tuple[str, str, str, str] | None = None   # (data dir, store url, gateway, commit) of the writer
         self._on = True
         self._allowed_too = True
         self._names_too = False
@@ -81,11 +197,17 @@ class AuditRecorder:
                           f"Which verdicts get an audit event: {', '.join(MODES)}.")
         loader.add_option("poortwachter_audit_urls", str, "false",
                           "Seal the request path with the host in audit events (true/false).")
+        loader.add_option("poortwachter_audit_commit", str, "durable",
+                          "durable: an answer waits until its audit event is on disk (fsync); fast: answer at "
+                          "once, a crash loses the events still in memory.", choices=COMMITS)
+        loader.add_option("poortwachter_audit_wait", str, "1.0",
+                          "Seconds an answer waits for its audit event to be on disk before it is sent anyway.")
         loader.add_option("poortwachter_audit_gateway", str, "",
                           "This gateway's name in the audit log; empty: the host name.")
-        loader.add_option("poortwachter_audit_interval", str, "0.2", "Seconds between audit batches.")
+        loader.add_option("poortwachter_audit_interval", str, "0.2",
+                          "Seconds between audit batches to the store.")
         loader.add_option("poortwachter_audit_timeout", str, "2.0",
-                          "Seconds an audit write may take before its batch is spooled to disk.")
+                          "Seconds an audit store write may take before its events wait in the disk spool.")
         loader.add_option("poortwachter_checkpoint_dir", str, "",
                           "Directory for signed audit checkpoints; empty: <data dir>/audit/checkpoints.")
         loader.add_option("poortwachter_checkpoint_syslog", str, "",
@@ -112,10 +234,13 @@ class AuditRecorder:
             self._urls_allowed = self._urls and ctx.options.poortwachter_audit == "all"
         interval = seconds("poortwachter_audit_interval", ctx.options.poortwachter_audit_interval, low=0.01, high=60)
         timeout = seconds("poortwachter_audit_timeout", ctx.options.poortwachter_audit_timeout, low=0.1, high=600)
+        wait = seconds("poortwachter_audit_wait", ctx.options.poortwachter_audit_wait, low=0.01, high=60)
         cp_interval = seconds("poortwachter_checkpoint_interval", ctx.options.poortwachter_checkpoint_interval,
                               low=0.1, high=86400)
         if self.writer is not None:
             self.writer.interval, self.writer.timeout = interval, timeout
+        if self.waiters is not None:
+            self.waiters.wait = wait
         if not self._on:
             self._stop()
             self._stop_checkpoints()
@@ -123,41 +248,52 @@ class AuditRecorder:
         data_dir = str(resolve_data_dir(ctx.options.poortwachter_data_dir or None))
         url = ctx.options.poortwachter_db or default_url(resolve_data_dir(data_dir))
         gateway = ctx.options.poortwachter_audit_gateway or socket.gethostname()
-        where = (data_dir, url, gateway)
+        where = (data_dir, url, gateway, ctx.options.poortwachter_audit_commit)
         cp_dir = ctx.options.poortwachter_checkpoint_dir or str(audit_dir(Path(data_dir)) / "checkpoints")
-        cp_where: CheckpointWhere = (where, cp_dir, ctx.options.poortwachter_checkpoint_syslog.strip(),
+        cp_where: CheckpointWhere = ((data_dir, url, gateway), cp_dir, ctx.options.poortwachter_checkpoint_syslog.strip(),
                                      ctx.options.poortwachter_checkpoint_mail.strip(), cp_interval)
         exporters = _exporters(cp_dir, cp_where[2], cp_where[3])   # checked before anything restarts
         if where != self._where:
             self._stop()
-            self._start(where, interval, timeout)
+            self._start(where, interval, timeout, wait)
         if cp_where != self._checkpoint_where:
             self._stop_checkpoints()
             self._start_checkpoints(cp_where, exporters)
 
     # --- the hot path --------------------------------------------------------------------------
-    def accept(self, seen: Seen) -> None:
-        """Called by Enforce for each final verdict: filter, then one append (never blocks)."""
+    def accept(self, seen: Seen) -> Awaitable[None] | None:
+        """Called by Enforce for each final verdict: filter, then one append (never blocks).
+        Durable: returns what the hook awaits before the answer goes out (None: nothing)."""
         if not self._on or (seen.verdict.action != "block" and (
                 not self._allowed_too or (seen.kind == "dns" and not self._names_too))):
-            return
+            return None
         queue = self.queue
         if len(queue) >= QUEUE_MAX:
             metrics.AUDIT_EVENTS.labels("dropped").inc()
             if not self._full:
                 self._full = True
                 log.error("audit queue full, events dropped (audit-wachtrij vol)")
-            return
+            return None
+        waiters = self.waiters
+        if waiters is None:
+            queue.append(seen)
+            if len(queue) == self._wake_at and self._wake is not None:
+                self._wake.set()          # a burst: do not wait for the interval
+            return None
+        ticket = waiters.ticket()         # before the append: the writer may take the event at once
         queue.append(seen)
-        if len(queue) == self._wake_at and self._wake is not None:
-            self._wake.set()          # a burst: do not wait for the interval
+        writer = self.writer
+        if writer is not None and writer.sleeping:
+            writer.wake.set()             # the writer waits for work: a round starts now
+        return ticket
 
     def _wants_path(self, seen: Seen) -> bool:
         return self._urls and (self._urls_allowed or seen.verdict.action == "block")
 
     # --- the writer --------------------------------------------------------------------------
-    def _start(self, where: tuple[str, str, str], interval: float, timeout: float) -> None:
-        data_dir, url, gateway = where
+    def _start(self, where: tuple[str, str, str, str], interval: float, timeout: float, wait: float) -> None:
+        data_dir, url, gateway, commit = where
+        durable = commit == "durable"
         directory = audit_dir(resolve_data_dir(data_dir))
         keystore = KeyStore(directory, load=False)
         try:
@@ -176,10 +312,12 @@ class AuditRecorder:
                 f"{directory / 'spool'}") from None
         if spool.dropped_bytes:
             log.warning("audit spool: a torn record from a crash was dropped (%d bytes)", spool.dropped_bytes)
+        self.waiters = Waiters(wait, accepted=len(self.queue)) if durable else None
         self.writer = Writer(queue=self.queue, keystore=keystore, spool=spool,
-                             sequence=SequenceFile(directory / "seq"), url=store_url(url), gateway=gateway,
-                             urls=self._wants_path, interval=interval, timeout=timeout,
-                             on_stored=self._stored).start()
+                             sequence=SequenceFile(directory / "seq", mode=commit), url=store_url(url),
+                             gateway=gateway, urls=self._wants_path, durable=durable,
+                             on_durable=self.waiters.durable if self.waiters is not None else None,
+                             interval=interval, timeout=timeout, on_stored=self._stored).start()
         self._wake = self.writer.wake
         self._wake_at = self.writer.batch
         self._where = where
@@ -189,8 +327,11 @@ class AuditRecorder:
 
     def _stop(self) -> None:
         writer, self.writer, self._where, self._wake = self.writer, None, None, None
+        waiters, self.waiters = self.waiters, None      # from here accept answers at once
         if writer is not None and not writer.stop():
             log.error("audit writer did not finish in time (audit-schrijver niet op tijd klaar)")
+        if waiters is not None:
+            waiters.close()
 
     # --- checkpoints -----------------------------------------------------------------------------
     def _start_checkpoints(self, cp_where: CheckpointWhere, exporters: list[Exporter]) -> None:

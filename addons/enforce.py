@@ -77,15 +77,17 @@ def _refuse_after_error(self: Enforce, hook: str, arg: Any, exc: Exception) -> N
         arg.layer = _Refused(arg.context)
 
 
-def _fail_closed(hook: Callable[..., None]) -> Callable[..., None]:
-    """A bug or a hostile input must neither crash the proxy nor let the request through."""
+def _fail_closed(hook: Callable[..., Awaitable[None] | None]) -> Callable[..., Awaitable[None] | None]:
+    """A bug or a hostile input must neither crash the proxy nor let the request through. What the
+    hook returns (the audit's wait for the disk) is returned for mitmproxy to await."""
 
     @functools.wraps(hook)
-    def wrapper(self: Enforce, arg: Any) -> None:
+    def wrapper(self: Enforce, arg: Any) -> Awaitable[None] | None:
         try:
-            hook(self, arg)
+            return hook(self, arg)
         except Exception as exc:
             _refuse_after_error(self, hook.__name__, arg, exc)
+            return None
     return wrapper
 
 
@@ -171,20 +173,22 @@ class Enforce:
         self._refuse: set[str] = set()  # client connection ids whose TLS handshake is to be refused
         # AUDIT HAND-OFF: addons/audit.py's AuditRecorder.accept, set by build(). Called once per
         # final verdict (where the verdict is also counted) with a small tuple; it only appends
-        # to a bounded queue, the recorder's thread does the rest.
-        self.audit: Callable[[Seen], None] | None = None
+        # to a bounded queue, the recorder's thread does the rest. It returns what the hook awaits
+        # (or returns, for mitmproxy to await) before the answer goes out: durable recording puts
+        # the event on disk first. None: nothing to wait for.
+        self.audit: Callable[[Seen], Awaitable[None] | None] | None = None
 
     # --- explicit proxy: CONNECT ----------------------------------------------------------
     @_fail_closed
-    def http_connect(self, flow: http.HTTPFlow) -> None:
+    def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None:
-            return
+            return None
         engine = self.engine.current()
         try:
             host = normalize_host(flow.request.host)
         except BadHost:
             flow.response = http.Response.make(400, "Ongeldige host / Invalid host\n")
-            return
+            return None
         started = time.perf_counter()
         client = client_address(flow.client_conn.peername[0])
         port = flow.request.port
@@ -199,15 +203,18 @@ class Enforce:
         if verdict.blocked and (verdict.inspection != "intercept" or engine.undecrypted(host)
                                 or verdict.rule == PORT_CLOSED):
             _record(verdict)
+            waiting = None
             if self.audit is not None:   # AUDIT HAND-OFF
-                self.audit(Seen(time.time(), "connect", verdict, client, [host], None))
+                waiting = self.audit(Seen(time.time(), "connect", verdict, client, [host], None))
             flow.response = http.Response.make(
                 403, f"Geblokkeerd / Blocked: {verdict.rule} ({verdict.source})\n",
                 {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
+            return waiting               # AUDIT HAND-OFF: the 403 goes out once its event is on disk
+        return None
 
     # --- the stream inside a tunnel or a transparent connection --------------------------------
     @_fail_closed
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+    def next_layer(self, nextlayer: layer.NextLayer) -> Awaitable[None] | None:
         """Only web traffic passes the web gate: a stream that starts like neither TLS nor HTTP is
         refused here, before mitmproxy would relay it raw, unless a service of the zone covers its
         destination. (An explicit proxy's own first request is mitmproxy's to read.)"""
@@ -251,8 +258,9 @@ class Enforce:
             metrics.REFUSALS.labels(verdict.zone, verdict.rule).inc()
             nextlayer.layer = _Refused(context)
         _record(verdict)
-        if self.audit is not None:   # AUDIT HAND-OFF
-            self.audit(Seen(time.time(), "stream", verdict, client, names or [host], None))
+        if self.audit is not None:   # AUDIT HAND-OFF: the stream goes on once its event is on disk
+            return self.audit(Seen(time.time(), "stream", verdict, client, names or [host], None))
+        return None
 
     # --- TLS: passthrough or intercept --------------------------------------------------------
     @_fail_closed_async
@@ -288,8 +296,10 @@ class Enforce:
             metrics.TLS_PASSTHROUGH.labels(verdict.zone, "intercept").inc()
             return  # decrypted: every request inside is decided on its URL
         _record(verdict)
-        if self.audit is not None:   # AUDIT HAND-OFF
-            self.audit(Seen(time.time(), "tls", verdict, client, names, None))
+        if self.audit is not None:   # AUDIT HAND-OFF: the handshake goes on once its event is on disk
+            waiting = self.audit(Seen(time.time(), "tls", verdict, client, names, None))
+            if waiting is not None:
+                await waiting
         if verdict.blocked:
             metrics.TLS_PASSTHROUGH.labels(verdict.zone, "refused").inc()
             self._refuse.add(client_conn.id)
@@ -438,8 +448,10 @@ class Enforce:
                                                                        names, path))
                 return
         _record(verdict)
-        if self.audit is not None:   # AUDIT HAND-OFF
-            self.audit(Seen(time.time(), "http", verdict, client, names, path))
+        if self.audit is not None:   # AUDIT HAND-OFF: the answer goes out once its event is on disk
+            waiting = self.audit(Seen(time.time(), "http", verdict, client, names, path))
+            if waiting is not None:
+                await waiting
         if verdict.blocked:
             policy = engine.policy
             title = policy.titles.get(verdict.category) if verdict.category else None
@@ -451,10 +463,10 @@ class Enforce:
 
     # --- HTTP responses: download limits (004 art. 13) ------------------------------------------
     @_fail_closed
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         limited = flow.metadata.get(LIMITED)
         if limited is None:
-            return
+            return None
         response = flow.response
         assert response is not None
         try:
@@ -463,11 +475,10 @@ class Enforce:
             size = None
         if size is not None and size >= 0:
             if size > limited.limit.max_bytes:
-                self._refuse_download(flow, limited)
-            else:
-                self._settle(flow, None)
-            return
+                return self._refuse_download(flow, limited)     # AUDIT HAND-OFF: awaited by mitmproxy
+            return self._settle(flow, None)                      # AUDIT HAND-OFF: awaited by mitmproxy
         response.stream = _Cutoff(self, flow, limited.limit.max_bytes)
+        return None
 
     def error(self, flow: http.HTTPFlow) -> None:
         # the upstream or the client went away before the verdict was settled: it stayed allowed
@@ -479,30 +490,32 @@ class Enforce:
         source = blockpage.limit_source(engine.policy.policy) if engine is not None else ""
         return limited.verdict._replace(action="block", rule=blockpage.DOWNLOAD_LIMIT, source=source)
 
-    def _settle(self, flow: http.HTTPFlow, verdict: Verdict | None) -> Verdict | None:
+    def _settle(self, flow: http.HTTPFlow, verdict: Verdict | None) -> Awaitable[None] | None:
         """Count and record the final verdict of a limited client's request, once: `None` is the
-        allowed verdict of the request; a block is recorded at the moment it happened."""
+        allowed verdict of the request; a block is recorded at the moment it happened. Returns
+        the audit's wait for the disk: a response whose headers are still held waits for it; a
+        response already streaming (a cut-off, or its end) cannot, its event follows it."""
         limited: _Limited | None = flow.metadata.pop(LIMITED, None)
         if limited is None:
             return None
         if verdict is None:
             _record(limited.verdict)
             if self.audit is not None:   # AUDIT HAND-OFF
-                self.audit(limited.seen)
-            return limited.verdict
+                return self.audit(limited.seen)
+            return None
         flow.metadata[META] = verdict.as_dict()
         _record(verdict)
         if self.audit is not None:   # AUDIT HAND-OFF
             seen = limited.seen
-            self.audit(Seen(time.time(), seen.kind, verdict, seen.client, seen.names, seen.path))
-        return verdict
+            return self.audit(Seen(time.time(), seen.kind, verdict, seen.client, seen.names, seen.path))
+        return None
 
-    def _refuse_download(self, flow: http.HTTPFlow, limited: _Limited) -> None:
+    def _refuse_download(self, flow: http.HTTPFlow, limited: _Limited) -> Awaitable[None] | None:
         """The page instead of the response. mitmproxy has no way to answer differently once the
         upstream's headers are in and then drop the rest of its body: the page is streamed in
         place of the first upstream chunk, and the upstream connection is closed after it."""
         verdict = self._blocked_by_limit(limited)
-        self._settle(flow, verdict)
+        waiting = self._settle(flow, verdict)      # AUDIT HAND-OFF: returned below
         engine = self.engine.engine
         contact = engine.policy.settings.contact if engine is not None else ""
         body = blockpage.render_download_limit(verdict, limited.limit.until, limited.limit.max_bytes, contact)
@@ -511,6 +524,7 @@ class Enforce:
             "X-Poortwachter-Rule": verdict.rule})
         page.stream = _PageInstead(flow, body)
         flow.response = page
+        return waiting
 
 
 class _PageInstead:

@@ -1,8 +1,11 @@
 """Loads the policy, the lists and the live state into an Engine, and keeps them fresh.
 
-The policy file and the installed lists are watched: a valid change takes effect within about a
-second without dropping connections; an invalid policy is refused, its error logged, and the
-policy in force stays.
+The policy file and the installed lists are watched. A changed policy file is read once it has
+stayed the same for the settle time (poortwachter_policy_settle, 2 s: a file caught while an
+editor writes it is never enforced), then read and compiled in a thread (a large policy must not
+stall the proxy) while the policy in force keeps serving; a valid one takes over without dropping
+connections, an invalid one (or one that would stop blocking a category nobody may open) is
+refused with its error logged, and the policy in force stays.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions
@@ -30,6 +34,7 @@ class EngineAddon:
         self.engine: Engine | None = None
         self._watch: asyncio.Task[None] | None = None
         self._interval = 1.0
+        self._settle = 2.0
 
     def current(self) -> Engine:
         """The engine in force; `configure` makes one before the proxy serves anything. (A
@@ -47,10 +52,14 @@ class EngineAddon:
                           "Read the time from this file (ISO-8601) instead of the system clock: for tests and drills.")
         # str, not float: mitmproxy cannot parse a float option given with --set
         loader.add_option("poortwachter_reload_interval", str, "1.0", "Seconds between checks for a changed policy or lists.")
+        loader.add_option("poortwachter_policy_settle", str, "2.0",
+                          "Seconds a changed policy file must stay unchanged before it is read.")
 
     def configure(self, updated: set[str]) -> None:
         if "poortwachter_reload_interval" in updated:
             self._interval = seconds("poortwachter_reload_interval", ctx.options.poortwachter_reload_interval)
+        if "poortwachter_policy_settle" in updated:
+            self._settle = seconds("poortwachter_policy_settle", ctx.options.poortwachter_policy_settle, low=0.0, high=60)
         if not updated & {"poortwachter_policy", "poortwachter_data_dir", "poortwachter_clock_file"}:
             return
         data_dir = resolve_data_dir(ctx.options.poortwachter_data_dir or None)
@@ -95,16 +104,17 @@ class EngineAddon:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                self.check()
+                await self.check()
             except Exception:  # the watcher must outlive any single bad reload
                 log.exception("reload check failed")
 
-    def check(self) -> None:
+    async def check(self) -> None:
         engine = self.engine
         if engine is None:
             return
-        if engine.policy_changed():
-            result = engine.reload_policy()
+        if engine.reload_due(time.monotonic(), self._settle):
+            log.info("policy file changed, reading it (beleidsbestand gewijzigd, wordt gelezen)")
+            result = engine.install(await asyncio.to_thread(engine.prepare))
             if result.ok:
                 metrics.RELOADS.labels("success").inc()
                 log.info("policy reloaded (beleid herladen): generation %d", result.generation)

@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import ctx, dns, exceptions
@@ -35,8 +35,8 @@ from poortwachter import dnsnames, metrics
 from poortwachter.audit.record import Seen
 from poortwachter.bindings import BlockedBecause, NameBindings
 from poortwachter.decide import Verdict
-from poortwachter.dnsserver import DnsServer
 from poortwachter.dnsforward import Resolver, UpstreamError, build_query, exchange, parse_resolver, system_resolvers
+from poortwachter.dnsserver import DnsServer
 from poortwachter.ech import EchFronts, public_names
 from poortwachter.gateway import client_address
 from poortwachter.hosts import BadHost, normalize_host
@@ -58,7 +58,8 @@ class SchoolResolver:
         self.bindings = bindings
         self.fronts = fronts
         self.because = because
-        self.audit: Callable[[Seen], None] | None = None      # set by build(): the audit hand-off
+        # set by build(): the audit hand-off; returns what the answer awaits (durable recording)
+        self.audit: Callable[[Seen], Awaitable[None] | None] | None = None
         self.server: DnsServer | None = None
         self._listen: tuple[str, int] | None = None
         self._resolvers: tuple[tuple[str, ...], list[Resolver]] = ((), [])
@@ -133,7 +134,7 @@ class SchoolResolver:
             return query.fail(dns.response_codes.REFUSED).packed
         verdict = engine.decide_name(client, host)
         if verdict.blocked:
-            return self._blocked(query, client, host, host, verdict).packed
+            return (await self._blocked(query, client, host, host, verdict)).packed
         settings = engine.policy.dns
         try:
             upstream_raw = await exchange(raw, self._upstreams(settings.upstream, settings.forward, host))
@@ -146,15 +147,17 @@ class SchoolResolver:
         for alias in names[1:]:
             alias_verdict = engine.decide_name(client, alias)
             if alias_verdict.blocked:
-                return self._blocked(query, client, host, alias, alias_verdict).packed
+                return (await self._blocked(query, client, host, alias, alias_verdict)).packed
         changed = self._strip_ech(answer)
         self._remember(client, names, answer, settings.binding_grace)
-        self._count(verdict, Seen(time.time(), "dns", verdict, client, [host], None))
+        waiting = self._count(verdict, Seen(time.time(), "dns", verdict, client, [host], None))
+        if waiting is not None:
+            await waiting
         return answer.packed if changed else upstream_raw
 
     # --- blocked names -----------------------------------------------------------------------
-    def _blocked(self, query: dns.DNSMessage, client: Any, host: str, because: str,
-                 verdict: Verdict) -> dns.DNSMessage:
+    async def _blocked(self, query: dns.DNSMessage, client: Any, host: str, because: str,
+                       verdict: Verdict) -> dns.DNSMessage:
         """The answer for `host`, blocked because of `because` (itself, or the blocked name a
         CNAME of it points to)."""
         settings = self.engine.current().policy.dns
@@ -176,8 +179,10 @@ class SchoolResolver:
             self.bindings.learn(client, [host], sinkhole, until, now)
             if because != host:
                 self.because.learn(client, host, because, until, now)
-        self._count(verdict, Seen(time.time(), "dns", verdict, client, [host] if because == host else [host, because],
-                                  None))
+        waiting = self._count(verdict, Seen(time.time(), "dns", verdict, client,
+                                            [host] if because == host else [host, because], None))
+        if waiting is not None:
+            await waiting
         return query.succeed(answers)
 
     # --- allowed names -----------------------------------------------------------------------
@@ -258,14 +263,15 @@ class SchoolResolver:
             now = time.monotonic()
             self.bindings.learn(client, names, addresses, now + ttl + grace, now)
 
-    def _count(self, verdict: Verdict, seen: Seen) -> None:
+    def _count(self, verdict: Verdict, seen: Seen) -> Awaitable[None] | None:
         key = (verdict.zone, verdict.role, verdict.category or "none", verdict.action)
         counter = self._counters.get(key)
         if counter is None:    # the labelled child, looked up once per label set (as enforce.py does)
             counter = self._counters[key] = metrics.DNS_QUERIES.labels(*key)
         counter.inc()
-        if self.audit is not None:     # AUDIT HAND-OFF
-            self.audit(seen)
+        if self.audit is not None:     # AUDIT HAND-OFF: the answer goes out once its event is on disk
+            return self.audit(seen)
+        return None
 
 
 def _listen(value: str) -> tuple[str, int] | None:

@@ -34,7 +34,8 @@ def _policy_error_lines(exc: Exception) -> str:
 
 # --- check-policy -----------------------------------------------------------------------------
 def cmd_check_policy(args: argparse.Namespace) -> int:
-    from .policy.load import PolicyError, load_policy
+    """Problems make a policy invalid (exit 2); warnings are printed too but leave it valid."""
+    from .policy.load import PolicyError, load_policy, policy_warnings
 
     status = 0
     for file in args.files:
@@ -45,6 +46,8 @@ def cmd_check_policy(args: argparse.Namespace) -> int:
                 print(problem)
             status = EXIT_INVALID
             continue
+        for warning in policy_warnings(file):
+            print(warning)
         print(f"{file}: in orde / valid ({len(policy.zones)} zones, {len(policy.rules)} rules)", file=sys.stderr)
     return status
 
@@ -474,7 +477,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(command)
     args = parser.parse_args(argv)
     args.data_dir = resolve_data_dir(args.data_dir)
-    return int(args.func(args) or 0)
+    try:
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()   # inside the try: a pipe closed early shows here, not in the exit's flush
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        return _end_after_broken_pipe()
+    return status
+
+
+# What the shell reports for a command stopped by SIGPIPE (`seq 100000 | head -1`): 128 + 13.
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_reader_gone() -> bool:
+    """Has the reader of standard output gone away (`poortwachter ... | head`)? For its writer, a
+    pipe whose reader closed polls as an error; anything else is a real failure to report."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poll.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _end_after_broken_pipe() -> int:
+    """Nobody reads the rest: point standard output at /dev/null, so the interpreter's last flush
+    has nowhere to fail (no traceback), and end as a command stopped by SIGPIPE does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _option_values(argv: list[str]) -> set[str]:

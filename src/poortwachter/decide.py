@@ -5,7 +5,8 @@ Precedence, first hit wins (see README, "The decision"):
     the filter not ready (a list is missing)   -> only the school environment and no-decrypt sites
  2. a category that is not overridable         -> block
  3. an exam running in the client's zone       -> only the exam allowlist
- 4. a teacher's opening or an ICT grant        -> allow (or the classroom allowlist)
+ 4. the room's latest classroom opening, then an ICT grant -> allow (a restriction: only its sites
+    and the school environment); a category its opener may not open (`opened_by`) stays shut
  5. the policy's rules, in the order written   -> allow / block / allowlist_only
  6. the policy's default
 Every verdict names the rule and the reglement article, so the block page, `poortwachter explain`
@@ -131,7 +132,7 @@ def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
     if state.any:
         ban = state.ban_for(req.client, now)
         if ban is not None:
-            return Verdict("block", "uitsluiting", ban.source, first, *tail)
+            return Verdict("block", "uitsluiting", ban.source or policy.articles.exclusion, first, *tail)
     if ctx.not_ready and not (policy.school_environment.covers(host, path, cats)
                               or policy.no_decrypt.covers(host, None, cats)):
         return Verdict("block", NOT_READY, policy.gate_source, first, *tail)
@@ -140,21 +141,26 @@ def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
         if locked:
             name = min(locked)
             return Verdict("block", "niet-te-openen", policy.locked_source.get(name, ""), name, *tail)
-    if state.any:
+    if state.any:   # the decision's own article where it names one, else the policy's for its kind
+        articles = policy.articles
         exam = state.exam_for(zone.name, now)
         if exam is not None:
-            if exam.allowlist.covers(host, path, cats):
-                return Verdict("allow", "examen-toegestaan", exam.source, first, *tail)
-            return Verdict("block", "examen", exam.source, first, *tail)
-        for opening in state.openings_for(zone.name, now):
+            if exam.allowlist.covers(host, path, cats) and not cats & policy.closed_to["examencoordinator"]:
+                return Verdict("allow", "examen-toegestaan", exam.source or articles.exam, first, *tail)
+            return Verdict("block", "examen", exam.source or articles.exam, first, *tail)
+        opening = state.opening_for(zone.name, now)
+        if opening is not None:
             inside = opening.sites.covers(host, path, cats)
-            if opening.mode == "open" and inside:
-                return Verdict("allow", "lokaal-open", opening.source, first, *tail)
+            if opening.mode == "open" and inside and not cats & policy.closed_to["docent"]:
+                return Verdict("allow", "lokaal-open", opening.source or articles.classroom, first, *tail)
             if opening.mode == "allowlist":
-                return Verdict("allow" if inside else "block", "lokaal-allowlist", opening.source, first, *tail)
+                # the school's own environment stays reachable in a restricted room
+                inside = inside or policy.school_environment.covers(host, path, cats)
+                return Verdict("allow" if inside else "block", "lokaal-allowlist", opening.source or articles.classroom,
+                               first, *tail)
         grant = state.grant_for(zone.name, zone.kind, zone.role, host, path, cats, now)
-        if grant is not None:
-            return Verdict("allow", "deblokkering", grant.source, first, *tail)
+        if grant is not None and not cats & policy.closed_to["ict"]:
+            return Verdict("allow", "deblokkering", grant.source or articles.unblock, first, *tail)
 
     ip_literal = _is_ip(host)
     for rule in policy.applicable(zone, period.tags):

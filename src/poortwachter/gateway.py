@@ -34,6 +34,18 @@ class Reload:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A policy read and compiled (off the proxy's event loop), not yet in force."""
+
+    stamp: tuple[int, int, int] | None      # the file as it was before it was read
+    policy: CompiledPolicy | None
+    error: str = ""
+
+
+SETTLE = 2.0     # seconds a changed policy file must stay unchanged before it is read
+
+
 @functools.lru_cache(maxsize=65536)
 def client_address(text: str) -> IPAddress:
     """Peer address as the proxy sees it; an IPv4-mapped IPv6 address is the IPv4 client it is."""
@@ -48,23 +60,58 @@ class Engine:
         self.policy_file = Path(policy_file)
         self.data_dir = data_dir
         self.clock = clock
-        self.generation = 0
         self.index: CategoryIndex = CategoryIndex.empty()
         self.state: State = EMPTY
         self._policy_stamp: tuple[int, int, int] | None = None
         self._lists_stamp: tuple[int, int, int] | None = None
         self._index_generation: str | None = None
-        self.policy = self._compile()  # raises PolicyError: a gateway never starts on a bad policy
+        self._pending: tuple[tuple[int, int, int] | None, float] | None = None   # a change and when it was seen
+        stamp = _stamp(self.policy_file)
+        self.generation = 1
+        self.policy = CompiledPolicy(load_policy(self.policy_file), 1)  # raises PolicyError: never start on a bad one
+        self._policy_stamp = stamp
         self.reload_lists()
         self.ctx = self._context()
 
     # --- loading -------------------------------------------------------------------------
-    def _compile(self) -> CompiledPolicy:
+    def reload_due(self, now: float, settle: float = SETTLE) -> bool:
+        """Has the policy file changed since it was read, and then stayed the same for `settle`
+        seconds (monotonic `now`)? A file caught while it is being written is never read: an
+        editor or a tool that writes it in place changes it again within the settle time."""
         stamp = _stamp(self.policy_file)
-        policy = load_policy(self.policy_file)
+        if stamp == self._policy_stamp:
+            self._pending = None
+            return False
+        if self._pending is None or self._pending[0] != stamp:
+            self._pending = (stamp, now)
+            return False
+        return now - self._pending[1] >= settle
+
+    def prepare(self) -> Prepared:
+        """Read and compile the policy file as it is now, without touching what is in force (safe
+        in a thread: compiling a large policy must not stall the proxy)."""
+        stamp = _stamp(self.policy_file)
+        try:
+            policy = CompiledPolicy(load_policy(self.policy_file), self.generation + 1)
+        except PolicyError as exc:
+            return Prepared(stamp, None, str(exc))
+        problem = unlocked(self.policy, policy, str(self.policy_file))
+        if problem:
+            return Prepared(stamp, None, problem)
+        return Prepared(stamp, policy)
+
+    def install(self, prepared: Prepared) -> Reload:
+        """Put a prepared policy in force, or keep the one in force and say why not. Either way
+        the file as it was read counts as seen: a failed one is not read again until it changes."""
+        self._policy_stamp = prepared.stamp
+        self._pending = None
+        if prepared.policy is None:
+            return Reload(False, self.generation, prepared.error)
         self.generation += 1
-        self._policy_stamp = stamp
-        return CompiledPolicy(policy, self.generation)
+        prepared.policy.generation = self.generation
+        self.policy = prepared.policy
+        self.ctx = self._context()
+        return Reload(True, self.generation)
 
     def _context(self) -> Context:
         missing = self.missing_lists()
@@ -82,15 +129,9 @@ class Engine:
         return missing_lists(self.policy.list_to_categories, self.index.sizes())
 
     def reload_policy(self) -> Reload:
-        """Load the policy file again; on any error keep the policy in force and say why."""
-        try:
-            policy = self._compile()
-        except PolicyError as exc:
-            self._policy_stamp = _stamp(self.policy_file)  # do not retry until the file changes again
-            return Reload(False, self.generation, str(exc))
-        self.policy = policy
-        self.ctx = self._context()
-        return Reload(True, self.generation)
+        """Load the policy file again now (the console, the CLI); on any error keep the policy in
+        force and say why."""
+        return self.install(self.prepare())
 
     def reload_lists(self) -> bool:
         """Swap in a newly installed list index, if `lists update` installed one."""
@@ -177,6 +218,19 @@ class Engine:
             return None
         verdict = self.refuse(client, "dienst", host)
         return verdict._replace(action="allow", rule=f"dienst:{found.name}", source=found.source)
+
+
+def unlocked(old: CompiledPolicy, new: CompiledPolicy, file: str) -> str:
+    """Why `new` may not replace `old`: it would stop a category that nobody may open (malware,
+    phishing: `overridable: false`) from being blocked, and does not say so in `settings.unlock`.
+    Empty when it may."""
+    lost = sorted(name for name in old.locked if name not in new.locked and name not in new.settings.unlock)
+    if not lost:
+        return ""
+    return (f"{file}: settings.unlock: dit beleid zou niet-te-openen categorieën vrijgeven "
+            f"({', '.join(lost)}); noem ze in settings.unlock als dat de bedoeling is / this policy would stop "
+            f"blocking categories that can never be opened ({', '.join(lost)}); name them in settings.unlock "
+            f"if that is meant")
 
 
 # Rules of verdicts on how a connection is made (block pages, metrics and audit name them).

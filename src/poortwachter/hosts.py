@@ -46,7 +46,9 @@ __all__ = [
     "is_ip_literal",
     "normalize_host",
     "parse_url",
+    "readable",
     "split_authority",
+    "unicode_host",
 ]
 
 MAX_HOST_LEN = 253
@@ -150,6 +152,26 @@ def host_mismatch(a: str, b: str) -> bool:
         return normalize_host(a) != normalize_host(b)
     except BadHost:
         return True
+
+
+def unicode_host(host: str) -> str:
+    """The host as people read it: the normalised host with every "xn--" label decoded by the idna
+    package ("xn--bcherwurm-q9a.de" -> "bücherwurm.de"). For display only; matching always uses
+    the normalised ASCII form, and a page that shows this form should show that one beside it,
+    so a look-alike ("аpple.com" with a Cyrillic "а") cannot pass for the real name. A label idna
+    will not decode (an emoji label, encoded as browsers do) stays as it is. Raises BadHost for
+    what normalize_host refuses."""
+    ascii_host = normalize_host(host)
+    if "xn--" not in ascii_host:
+        return ascii_host
+    labels = ascii_host.split(".")
+    for i, label in enumerate(labels):
+        if label.startswith("xn--"):
+            try:
+                labels[i] = idna.decode(label)
+            except (idna.IDNAError, UnicodeError):
+                pass
+    return ".".join(labels)
 
 
 def _split_host_port(raw: str) -> tuple[str, int | None, bool]:
@@ -383,6 +405,32 @@ def parse_url(url: str) -> Url:
     if port == _DEFAULT_PORT[scheme]:
         port = None
     return Url(scheme, host, port, _normalize_path(tail))
+
+
+def readable(value: str) -> str:
+    """A site ("host", "host/path") or URL as people read it, on a console page or in an e-mail:
+    an internationalised host in Unicode with its ASCII (punycode) form beside it,
+    "bücherwurm.de (xn--bcherwurm-q9a.de)", so a look-alike cannot pass for the name it imitates.
+    Anything else (an ASCII host, a category line, something that is not a valid host) is
+    returned as it is."""
+    if not value or any(ch.isspace() for ch in value):
+        return value
+    try:
+        if "://" in value:
+            url = parse_url(value)
+            shown = unicode_host(url.host)
+            if shown == url.host:
+                return value
+            port = f":{url.port}" if url.port else ""
+            return f"{url.scheme}://{shown}{port}{url.path} ({url.host})"
+        host, slash, path = value.partition("/")
+        ascii_host = normalize_host(host)
+        shown = unicode_host(ascii_host)
+    except BadHost:
+        return value
+    if shown == ascii_host:
+        return value
+    return f"{shown}{slash}{path} ({ascii_host})"
 
 
 def _normalize_path(tail: str) -> str:

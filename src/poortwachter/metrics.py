@@ -53,9 +53,11 @@ WORKFLOW = {
 }
 
 # The audit recorder (addons/audit.py): counts and sizes only, never a subject or a host.
-# result: recorded (written to the store at once), spooled (went to the disk spool because the
-# store failed or was slow), replayed (written from the spool later), dropped (the in-memory queue
-# was full: never accepted).
+# result: recorded (written to the store in the normal course), spooled (waited on disk because the
+# store failed or was slow), replayed (written to the store after waiting on disk), dropped (lost:
+# the in-memory queue was full, or neither the store nor the disk took them; also counted at start
+# for what the previous run lost while stopping), unconfirmed (answered before the event was on
+# disk: durable recording whose disk did not confirm within poortwachter_audit_wait).
 AUDIT_EVENTS = Counter("poortwachter_audit_events", "Audit events by what became of them", ["result"])
 
 # Label sets known in advance exist at zero from the start: a series that first appears at 1 shows
@@ -66,7 +68,24 @@ for _kind in ("client", "internal"):
     ERRORS.labels(_kind)
 for _kind in ("connect", "tls", "timeout", "protocol"):
     UPSTREAM_ERRORS.labels(_kind)
-for _result in ("recorded", "spooled", "replayed", "dropped"):
+for _result in ("recorded", "spooled", "replayed", "dropped", "unconfirmed"):
     AUDIT_EVENTS.labels(_result)
 AUDIT_SPOOL_BYTES = Gauge("poortwachter_audit_spool_bytes", "Bytes of audit events waiting in the disk spool")
-AUDIT_QUEUE_DEPTH = Gauge("poortwachter_audit_queue_depth", "Audit events waiting in memory to be sealed and written")
+AUDIT_QUEUE_DEPTH = Gauge("poortwachter_audit_queue_depth", "Audit events in memory: queued, or sealed and waiting "
+                                                           "for the store")
+
+# Fairness (addons/fairness.py, settings.fairness): what the gateway refused so that one client
+# cannot take it from the others, by zone and reason (never an address). reason: connections (over
+# the cap per client address), header_timeout (no whole request head in time), request_line (414),
+# header_size (431, or an encrypted head closed for its size).
+FAIRNESS_REASONS = ("connections", "header_timeout", "request_line", "header_size")
+FAIRNESS_REFUSALS = Counter("poortwachter_fairness_refusals",
+                            "Connections and requests refused to keep the gateway fair to every client, by zone and reason",
+                            ["zone", "reason"])
+IDLE_CLOSED = Counter("poortwachter_idle_closed",
+                      "Kept-alive client connections closed after waiting settings.fairness.idle_seconds for a request",
+                      ["zone"])
+CLIENT_CONNECTIONS = Gauge("poortwachter_client_connections", "Client connections open now, by zone", ["zone"])
+# Log lines the gateway left out because a line with the same cause was written in the same minute.
+LOG_LINES_SUPPRESSED = Counter("poortwachter_log_lines_suppressed",
+                               "Log lines not written because one with the same cause was written within the minute")

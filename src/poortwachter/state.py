@@ -87,7 +87,7 @@ class Grant:
     end: dt.datetime
     zones: frozenset[str] = frozenset()     # zone names or kinds; empty = every zone
     roles: frozenset[str] = frozenset()     # empty = every role
-    source: str = "004 art. 12"
+    source: str = ""                        # verdicts cite the policy's articles.unblock
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ class Opening:
     mode: Literal["open", "allowlist"]
     sites: Sites
     until: dt.datetime
-    source: str = "004 art. 9"
+    source: str = ""                        # verdicts cite the policy's articles.classroom
     start: dt.datetime | None = None
 
 
@@ -112,7 +112,7 @@ class Exam:
     zone: str
     allowlist: Sites
     until: dt.datetime
-    source: str = "000 (examens)"
+    source: str = ""                        # verdicts cite the policy's articles.exam
     start: dt.datetime | None = None
 
 
@@ -183,6 +183,13 @@ class State:
 
     def openings_for(self, zone: str, now: dt.datetime) -> list[Opening]:
         return [o for o in self.openings if o.zone == zone and _active(o.start, o.until, now)]
+
+    def opening_for(self, zone: str, now: dt.datetime) -> Opening | None:
+        """The room's decision in force: of its running openings the one that started last (one
+        planned for this lesson), else the one made last (a restriction made after an opening
+        replaces it, and the other way round)."""
+        running = self.openings_for(zone, now)
+        return max(running, key=lambda o: (o.start.timestamp() if o.start else 0.0, o.id)) if running else None
 
     def grant_for(self, zone: str, kind: str, role: str, host: str, path: str | None,
                   categories: frozenset[str], now: dt.datetime) -> Grant | None:

@@ -8,11 +8,13 @@ real background writer (addons/audit_writer.py) seals each one to an escrow key 
 ChaCha20-Poly1305), computes its pseudonym, numbers it and writes it in batches, with its period
 key, to a fresh store. Measured per backend:
 - sustained: N events queued at once, time until the last one is committed (the writer's own
-  pace, sealing and writing overlapped in its two threads) -> events/s;
+  pace, sealing and writing overlapped in its two threads) -> events/s; once in fast mode (the
+  store only) and once durable (every round also appended to the spool and fsync'd first);
 - outage: the same N events written while the store is down (all go to the fsync'd spool), then
   the time until the spool is replayed into the store after it comes back -> spool and replay /s.
 Parts, on their own: seal+build per event, store insert per event, spool append (fsync per batch)
-per event, and the hot path's cost (AuditRecorder.accept: one filtered deque append) per call.
+per event, and the hot path's cost (AuditRecorder.accept: one filtered deque append; durable: and
+a ticket, i.e. the shared future of the current round) per call.
 Goal: >= 5,000 sealed events/s sustained into each backend.
 Results: tests/bench/results/audit.json. PostgreSQL: POORTWACHTER_TEST_PG_URL or
 postgresql+psycopg://postgres@127.0.0.1:5432/test (a throw-away schema; skipped if unreachable).
@@ -21,6 +23,7 @@ postgresql+psycopg://postgres@127.0.0.1:5432/test (a throw-away schema; skipped 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -42,6 +45,7 @@ RESULTS = REPO / "tests" / "bench" / "results" / "audit.json"
 PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GOAL = 5000.0
 
+from poortwachter_addons.audit_writer import Writer  # noqa: E402
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
@@ -54,7 +58,6 @@ from poortwachter.audit.spool import Spool  # noqa: E402
 from poortwachter.decide import Verdict  # noqa: E402
 from poortwachter.store import Store, default_url, open_store  # noqa: E402
 from poortwachter.store.audit_repo import count_events, insert_events  # noqa: E402
-from poortwachter_addons.audit_writer import Writer  # noqa: E402
 
 VERDICTS = [
     Verdict("block", "verboden-categorieen", "004 art. 11a", "porno", "klas", "pupil", "1e-blok"),
@@ -121,7 +124,7 @@ def written() -> float:
     return sum(metrics.AUDIT_EVENTS.labels(r)._value.get() for r in ("recorded", "replayed"))
 
 
-def run_backend(name: str, url: str, n: int) -> dict[str, Any]:
+def run_backend(name: str, url: str, n: int, durable: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         audit = Path(tmp) / "audit"
         _, public = generate_keypair()
@@ -130,12 +133,13 @@ def run_backend(name: str, url: str, n: int) -> dict[str, Any]:
         switch = Switch(url)
         queue: deque[Seen] = deque()
         writer = Writer(queue=queue, keystore=KeyStore(audit), spool=Spool(audit / "spool"),
-                        sequence=SequenceFile(audit / "seq"), url=url, gateway="bench", urls=lambda s: True,
+                        sequence=SequenceFile(audit / "seq", mode="durable" if durable else "fast"), url=url,
+                        gateway="bench", urls=lambda s: True, durable=durable,
                         interval=0.05, timeout=5.0, retry=0.05, opener=switch.open).start()
         try:
             # warm-up: the store is opened (and migrated) before the clock runs
             queue.extend(workload(1000))
-            wait(lambda: count(check) == 1000)
+            wait(lambda: count(check) == 1001)          # and the restart marker that opens the run
 
             events = workload(n)
             base = written()
@@ -144,13 +148,13 @@ def run_backend(name: str, url: str, n: int) -> dict[str, Any]:
             writer.wake.set()
             wait(lambda: written() - base >= n)
             sustained = n / (time.perf_counter() - started)
-            assert count(check) == 1000 + n
+            assert count(check) == 1001 + n
 
             switch.down.set()
             started = time.perf_counter()
             queue.extend(events)
             writer.wake.set()
-            wait(lambda: not queue and writer.spool.size_bytes > 0 and not writer._pending)
+            wait(lambda: not queue and writer.spool.size_bytes > 0 and not writer._unwritten)
             spooled = n / (time.perf_counter() - started)
             spool_bytes = writer.spool.size_bytes
             base = written()
@@ -158,7 +162,7 @@ def run_backend(name: str, url: str, n: int) -> dict[str, Any]:
             started = time.perf_counter()
             wait(lambda: written() - base >= n and writer.spool.empty)
             replayed = n / (time.perf_counter() - started)
-            assert count(check) == 1000 + 2 * n
+            assert count(check) == 1001 + 2 * n
         finally:
             writer.stop(timeout=60)
             switch.dispose()
@@ -166,7 +170,8 @@ def run_backend(name: str, url: str, n: int) -> dict[str, Any]:
     result = {"events": n, "sustained_per_s": round(sustained), "spooled_per_s": round(spooled),
               "replayed_per_s": round(replayed), "spool_bytes_per_event": round(spool_bytes / n),
               "goal_per_s": GOAL, "goal_met": sustained >= GOAL}
-    print(f"{name:10s} sustained {sustained:8.0f} events/s   outage: spooled {spooled:8.0f}/s, "
+    print(f"{name:10s} {'durable' if durable else 'fast':7s} sustained {sustained:8.0f} events/s   "
+          f"outage: spooled {spooled:8.0f}/s, "
           f"replayed {replayed:8.0f}/s   ({spool_bytes / n:.0f} spool bytes/event)  "
           f"goal {GOAL:.0f}/s: {'met' if sustained >= GOAL else 'MISSED'}")
     return result
@@ -205,23 +210,34 @@ def parts(n: int) -> dict[str, float]:
         spool_rate = n / (time.perf_counter() - t0)
         spool.close()
 
-    from poortwachter_addons.audit import AuditRecorder
+    from poortwachter_addons.audit import AuditRecorder, Waiters
     from poortwachter_addons.engine import EngineAddon
 
-    recorder = AuditRecorder(EngineAddon())
-    accept = recorder.accept
-    calls = 200_000
-    item = seen[0]
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        accept(item)
-        if len(recorder.queue) > 50_000:
-            recorder.queue.clear()
-    accept_ns = (time.perf_counter() - t0) / calls * 1e9
+    def accept_ns(durable: bool) -> float:
+        async def run() -> float:
+            recorder = AuditRecorder(EngineAddon())
+            if durable:      # rounds of 16 requests, as under load: one future each, reported as a whole
+                recorder.waiters = Waiters(60.0)
+            accept = recorder.accept
+            calls = 200_000
+            item = seen[0]
+            t0 = time.perf_counter()
+            for i in range(calls):
+                accept(item)
+                if durable and i % 16 == 15:
+                    recorder.waiters._release(16)     # type: ignore[union-attr]
+                if len(recorder.queue) > 50_000:
+                    recorder.queue.clear()
+            return (time.perf_counter() - t0) / calls * 1e9
+        return asyncio.run(run())
+
+    fast_ns, durable_ns = accept_ns(False), accept_ns(True)
     out = {"seal_build_per_s": round(seal_rate), "sqlite_insert_per_s": round(insert_rate),
-           "spool_append_per_s": round(spool_rate), "accept_ns_per_call": round(accept_ns)}
+           "spool_append_per_s": round(spool_rate), "accept_ns_per_call": round(fast_ns),
+           "accept_durable_ns_per_call": round(durable_ns)}
     print(f"parts      seal+build {seal_rate:8.0f}/s   SQLite insert {insert_rate:8.0f}/s   "
-          f"spool append (fsync per 500) {spool_rate:8.0f}/s   hot-path accept {accept_ns:.0f} ns/call")
+          f"spool append (fsync per 500) {spool_rate:8.0f}/s   hot-path accept {fast_ns:.0f} ns/call "
+          f"(durable, with its ticket: {durable_ns:.0f} ns/call)")
     return out
 
 
@@ -253,11 +269,13 @@ def main() -> int:
     args = parser.parse_args()
     print(f"{args.events} events per run; {os.cpu_count()} CPUs; Python {platform.python_version()}")
     results: dict[str, Any] = {"parts": parts(20_000)}
-    with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = run_backend("SQLite", default_url(Path(tmp)), args.events)
-    with pg_schema() as url:
-        if url is not None:
-            results["postgresql"] = run_backend("PostgreSQL", url, args.events)
+    for durable in (False, True):
+        mode = "durable" if durable else "fast"
+        with tempfile.TemporaryDirectory() as tmp:
+            results[f"sqlite_{mode}"] = run_backend("SQLite", default_url(Path(tmp)), args.events, durable)
+        with pg_schema() as url:
+            if url is not None:
+                results[f"postgresql_{mode}"] = run_backend("PostgreSQL", url, args.events, durable)
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform(), "load_avg": os.getloadavg()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

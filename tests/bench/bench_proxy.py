@@ -17,6 +17,11 @@ its URL. Scenarios (C = --concurrency, default 16):
 - http-1conn, https-1conn: ONE connection, requests one after another: the latency a single
   user sees on an idle proxy. (At C connections the proxy is saturated, so p50 is about
   C / throughput by Little's law; these runs show the per-request processing time instead.)
+With --variant OPTION=VALUE a third proxy runs in the same rounds: the gateway with that option
+too, on its own data directory (the same lists, its own store and spool), reported next to the
+gateway as "variant", e.g. `--variant poortwachter_audit_commit=fast` for what durable audit
+recording (the default: every answer waits until its event is on disk) costs against answering at
+once.
 On two or more cores, the proxies are pinned to one core and curl and the upstream to another,
 so the proxy under test has a core to itself and the runs are repeatable (--no-pin: no pinning).
 Every proxy gets a warm-up, then the rounds run bare and gateway interleaved (the order flips
@@ -27,7 +32,8 @@ figure least disturbed by other load on the machine; "capacity" is its inverse, 
 proxy would serve with one core to itself, and the goal is checked on it as well. "busy": the
 proxy's CPU time / wall time of a run; well below 100% in a saturated run means the proxy was kept
 off its core by other work (or, for the gateway, that its event loop waited for its own threads).
-Results: tests/bench/results/proxy.json; exit status 1 if a check failed (not for a missed goal).
+Results: tests/bench/results/proxy.json (--results: elsewhere); exit status 1 if a check failed (not
+for a missed goal).
 """
 
 from __future__ import annotations
@@ -54,7 +60,13 @@ sys.path.insert(0, str(REPO))
 from tests.bench.proxy.load import Run, run_curl, write_urls  # noqa: E402
 from tests.bench.proxy.mitm import MITMDUMP, Mitmdump, free_port, pinned  # noqa: E402
 from tests.bench.proxy.world import (  # noqa: E402
-    BLOCKED_PREFIX, CLIENT, UPSTREAM_HOST, bench_policy, create_store, explain, install_escrow_key,
+    BLOCKED_PREFIX,
+    CLIENT,
+    UPSTREAM_HOST,
+    bench_policy,
+    create_store,
+    explain,
+    install_escrow_key,
     install_lists,
 )
 from tests.e2e.pki import TestCA  # noqa: E402
@@ -152,6 +164,17 @@ def check_run(name: str, proxy: str, run: Run, expect_blocked: int, concurrency:
     return problems
 
 
+def variant_data_dir(data_dir: Path, target: Path) -> Path:
+    """A second data directory for the variant gateway: the lists hard-linked (read-only to the
+    gateway), its own store, escrow key and spool (one gateway per spool)."""
+    shutil.copytree(data_dir, target, copy_function=os.link,
+                    ignore=lambda folder, names: [n for n in names if n.startswith("poortwachter.db")
+                                                  or n == "audit"])
+    create_store(target)
+    install_escrow_key(target)
+    return target
+
+
 def loadavg() -> float:
     return os.getloadavg()[0]
 
@@ -169,6 +192,10 @@ def main() -> int:
     parser.add_argument("--gateway-option", action="append", default=[], metavar="NAME=VALUE",
                         help="extra mitmdump option for the gateway only, e.g. poortwachter_audit=off "
                              "(to see what one part costs); repeatable")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE",
+                        help="run a third proxy, the gateway with this option too (own data directory), "
+                             "in the same rounds, e.g. poortwachter_audit_commit=fast; repeatable")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--no-pin", action="store_true", help="do not pin proxies and client to cores")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) and print it")
     args = parser.parse_args()
@@ -176,6 +203,7 @@ def main() -> int:
     if shutil.which("curl") is None or not MITMDUMP.exists():
         print("SKIP: needs curl and .venv/bin/mitmdump (make venv)")
         return 0
+    proxies_run = PROXIES + (("variant",) if args.variant else ())
     cores = sorted(os.sched_getaffinity(0))
     pin = not args.no_pin and len(cores) >= 2
     proxy_cpus = {cores[-1]} if pin else None
@@ -202,15 +230,15 @@ def main() -> int:
         data_dir = work / "data"
         data_dir.mkdir()
         lists_note = install_lists(data_dir)
-        policy = bench_policy(work)
         create_store(data_dir)
         audit_note = install_escrow_key(data_dir)
-        allowed = explain(policy, data_dir, f"https://{UPSTREAM_HOST}/les/1?pagina=1")
-        blocked = explain(policy, data_dir, f"https://{UPSTREAM_HOST}{BLOCKED_PREFIX}/1")
-        assert allowed["action"] == "allow" and allowed["inspection"] == "intercept", allowed
-        assert blocked["action"] == "block", blocked
         upstream, http_port, https_port = start_upstream(cert, key, client_cpus)
         ports = {"http": http_port, "https": https_port}
+        policy = bench_policy(work, (http_port, https_port))     # the upstream's ports are web ports here
+        allowed = explain(policy, data_dir, f"https://{UPSTREAM_HOST}:{https_port}/les/1?pagina=1")
+        blocked = explain(policy, data_dir, f"https://{UPSTREAM_HOST}:{https_port}{BLOCKED_PREFIX}/1")
+        assert allowed["action"] == "allow" and allowed["inspection"] == "intercept", allowed
+        assert blocked["action"] == "block", blocked
 
         # --- the proxies (one mitmproxy CA for both: the client trusts one file) ---------------
         confdir = work / "mitmproxy-ca"
@@ -226,6 +254,17 @@ def main() -> int:
         procs.append(gateway)
         gateway.start(extra_ports=(metrics_port,))
         proxies = {"bare": bare, "gateway": gateway}
+        if args.variant:
+            variant_dir = variant_data_dir(data_dir, work / "data-variant")
+            variant = Mitmdump("variant", work, confdir, ca.pem, {
+                "poortwachter_policy": str(policy),
+                "poortwachter_data_dir": str(variant_dir),
+                "poortwachter_metrics": f"127.0.0.1:{free_port()}",
+                **dict(option.split("=", 1) for option in args.gateway_option),
+                **dict(option.split("=", 1) for option in args.variant),
+            }, proxy_cpus)
+            procs.append(variant)
+            proxies["variant"] = variant.start()
         cacert = work / "cas.pem"  # mitmproxy's CA (through a proxy) and the test CA (direct)
         cacert.write_text((confdir / "mitmproxy-ca-cert.pem").read_text() + ca.pem.read_text())
 
@@ -249,16 +288,16 @@ def main() -> int:
         for proxy in proxies.values():
             for file in warm.values():
                 load(file, proxy)
-        runs: dict[str, dict[str, list[Run]]] = {sc.name: {p: [] for p in PROXIES} for sc in scenarios}
+        runs: dict[str, dict[str, list[Run]]] = {sc.name: {p: [] for p in proxies_run} for sc in scenarios}
         for round_no in range(args.rounds):
-            order = PROXIES if round_no % 2 == 0 else PROXIES[::-1]
+            order = proxies_run if round_no % 2 == 0 else proxies_run[::-1]
             for sc in scenarios:
                 for proxy_name in order:
                     run = load(files[sc.name], proxies[proxy_name], sc.concurrency)
                     runs[sc.name][proxy_name].append(run)
                     problems += check_run(sc.name, proxy_name, run,
-                                          n_blocked[sc.name] if proxy_name == "gateway" else 0, sc.concurrency)
-                    print(f"  round {round_no + 1} {sc.name:<11} {proxy_name:<7} {run.rps:7.0f} req/s  "
+                                          n_blocked[sc.name] if proxy_name != "bare" else 0, sc.concurrency)
+                    print(f"  round {round_no + 1} {sc.name:<11} {proxy_name:<8}{run.rps:7.0f} req/s  "
                           f"p50 {run.pct(0.5):6.2f} ms  p99 {run.pct(0.99):6.2f} ms  "
                           f"cpu {run.cpu_us_per_request:5.0f} us/req  busy {run.proxy_cpu / run.seconds:4.0%}",
                           flush=True)
@@ -289,6 +328,8 @@ def main() -> int:
     # --- report ------------------------------------------------------------------------------
     medians = {name: {p: summary(r) for p, r in by_proxy.items()} for name, by_proxy in runs.items()}
     ratios = {name: {k: m["gateway"][k] / m["bare"][k] for k in m["bare"]} for name, m in medians.items()}
+    variant_ratios = ({name: {k: m["variant"][k] / m["gateway"][k] for k in m["gateway"]}
+                       for name, m in medians.items()} if args.variant else {})
     print()
     print(f"Poortwachter proxy benchmark: medians of {args.rounds} interleaved rounds; "
           f"{args.requests} requests over {args.concurrency} keep-alive connections per run"
@@ -297,7 +338,8 @@ def main() -> int:
                                         f"CPU {sorted(client_cpus or [])}" if pin else "not pinned")
           + f"; load average {load_before:.1f} before, {load_after:.1f} after")
     print(f"  lists: {lists_note}; audit: {audit_note}"
-          + (f"; gateway options: {' '.join(args.gateway_option)}" if args.gateway_option else ""))
+          + (f"; gateway options: {' '.join(args.gateway_option)}" if args.gateway_option else "")
+          + (f"; variant: the gateway with {' '.join(args.variant)}" if args.variant else ""))
     print(f"  direct to upstream (no proxy): http {direct['http'].rps:,.0f} req/s, "
           f"https {direct['https'].rps:,.0f} req/s")
     head = (f"  {'scenario':<12} {'proxy':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} "
@@ -306,7 +348,7 @@ def main() -> int:
     print("  " + "-" * (len(head) - 2))
     for sc in scenarios:
         m = medians[sc.name]
-        for proxy_name in PROXIES:
+        for proxy_name in proxies_run:
             s = m[proxy_name]
             print(f"  {sc.name:<12} {proxy_name:<8} {s['rps']:8.0f} {s['p50_ms']:8.2f} {s['p99_ms']:8.2f} "
                   f"{s['cpu_us_per_request']:11.0f} {s['capacity_rps']:9.0f} {s['busy']:5.0%}")
@@ -320,6 +362,11 @@ def main() -> int:
             note = "   (latency of a single user)"
         print(f"  {'':<12} {'gw/bare':<8} {r['rps']:8.1%} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
               f"{r['cpu_us_per_request']:11.2f} {r['capacity_rps']:9.1%} {'':>5}{note}")
+        if args.variant:
+            v, g = variant_ratios[sc.name], m["gateway"]
+            print(f"  {'':<12} {'var/gw':<8} {v['rps']:8.1%} {m['variant']['p50_ms'] - g['p50_ms']:+8.2f} "
+                  f"{m['variant']['p99_ms'] - g['p99_ms']:+8.2f} {v['cpu_us_per_request']:11.2f} "
+                  f"{v['capacity_rps']:9.1%}   (p50 / p99: variant minus gateway, ms)")
     elapsed = time.perf_counter() - started_all
     print(f"  total time {elapsed:.0f} s")
     if load_before > 1.0 or load_after > len(cores) + 0.5:
@@ -343,6 +390,8 @@ def main() -> int:
         "direct_rps": {s: round(r.rps, 1) for s, r in direct.items()},
         "medians": medians,
         "ratios_gateway_over_bare": ratios,
+        "variant": args.variant,
+        "ratios_variant_over_gateway": variant_ratios,
         "goal_rps_ratio": GOAL,
         "goal_met": {sc.name: ratios[sc.name]["rps"] >= GOAL for sc in scenarios if sc.goal},
         "goal_met_on_capacity": {sc.name: ratios[sc.name]["capacity_rps"] >= GOAL for sc in scenarios if sc.goal},
@@ -352,9 +401,9 @@ def main() -> int:
         "problems": problems,
         "seconds": round(elapsed, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  written to {RESULTS.relative_to(REPO)}")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"  written to {args.results}")
     return 1 if problems else 0
 
 

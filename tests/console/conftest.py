@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -53,9 +54,10 @@ class Console:
     clock: Clock
     url: str
 
-    def client(self, *, https: bool = False) -> TestClient:
+    def client(self, *, https: bool = False, address: str = "testclient") -> TestClient:
+        """A browser; `address` is the client address the console sees (its login brake's key)."""
         return TestClient(self.app, base_url="https://testserver" if https else "http://testserver",
-                          follow_redirects=False)
+                          follow_redirects=False, client=(address, 50000))
 
     def login(self, role: str, *, https: bool = False) -> TestClient:
         client = self.client(https=https)
@@ -94,12 +96,13 @@ def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_console(tmp_path: Path) -> Iterator[Callable[[str], Console]]:
+def make_console(tmp_path: Path) -> Iterator[Callable[..., Console]]:
     opened: list[TestClient] = []
 
-    def make(url: str) -> Console:
+    def make(url: str, **options: Any) -> Console:
+        """`options`: further keyword arguments of create_app (e.g. mail settings)."""
         clock = Clock(NOW)
-        app = create_app(url, POLICY, tmp_path / "data", clock=clock, expiry_every_s=3600)
+        app = create_app(url, POLICY, tmp_path / "data", clock=clock, expiry_every_s=3600, **options)
         store = app.state.console.store
         make_users(store)
         life = TestClient(app)

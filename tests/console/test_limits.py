@@ -25,7 +25,7 @@ def test_directie_sees_the_limits_and_lifts_one(console: Console) -> None:
     lifted, kept = _impose(console, "10.30.4.5"), _impose(console, "10.30.4.6")
     page = directie.get("/uitsluitingen").text
     for text in ("10.30.4.5", "10.30.4.6", "lokaal-101", "1,5 GB", "10-03-2025 23:59", "overmatig downloaden: 3 GB",
-                 "system:sensor", f'action="/uitsluitingen/downloadlimieten/{lifted}/opheffen"'):
+                 "sensor (systeem / system)", f'action="/uitsluitingen/downloadlimieten/{lifted}/opheffen"'):
         assert text in page
 
     missing = directie.post(f"/uitsluitingen/downloadlimieten/{lifted}/opheffen", data={"csrf": csrf_of(page)})

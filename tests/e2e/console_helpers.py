@@ -122,12 +122,16 @@ def _env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def add_user(data_dir: Path, username: str, role: str, name: str, password: str, zones: tuple[str, ...] = ()) -> None:
-    """`poortwachter --data-dir D user add ... --password-stdin`, as ICT makes accounts."""
+def add_user(data_dir: Path, username: str, role: str, name: str, password: str, zones: tuple[str, ...] = (),
+             policy: Path | None = None) -> None:
+    """`poortwachter --data-dir D user add ... --password-stdin`, as ICT makes accounts (zones are
+    checked against `policy`)."""
     argv = [str(POORTWACHTER), "--data-dir", str(data_dir), "user", "add", username, "--role", role,
             "--name", name, "--password-stdin", "--actor", "e2e"]
     if zones:
         argv += ["--zones", ",".join(zones)]
+    if policy is not None:
+        argv += ["--policy", str(policy)]
     proc = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, env=_env(data_dir),
                           timeout=CLI_TIMEOUT)
     assert proc.returncode == 0, f"user add {username} failed ({proc.returncode}): {proc.stderr}"

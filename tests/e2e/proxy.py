@@ -102,6 +102,7 @@ class Gateway:
             "--set", f"poortwachter_metrics=127.0.0.1:{self.metrics_port}",
             "--set", f"poortwachter_clock_file={self.clock_file}",
             "--set", f"poortwachter_reload_interval={self.reload_interval}",
+            "--set", "poortwachter_policy_settle=0.5",      # production waits 2 s; tests write atomically
             "--set", "connection_strategy=lazy",
             "--set", "termlog_verbosity=error",
             "--set", "flow_detail=0",

@@ -43,10 +43,12 @@ class RecordingGateway(Gateway):
         return super().argv() + extra
 
     def events(self) -> list[AuditEvent]:
+        """The events recorded, without the restart marker that opens each run."""
         engine = create_engine(default_url(self.data_dir))
         try:
             with engine.connect() as conn:
-                rows = list(conn.execute(text(f"SELECT {COLUMNS} FROM audit_events ORDER BY id")))
+                rows = list(conn.execute(text(f"SELECT {COLUMNS} FROM audit_events WHERE kind != 'restart' "
+                                              "ORDER BY id")))
         except Exception:   # noqa: BLE001 - not created yet
             return []
         finally:

@@ -1,5 +1,7 @@
 """Policy reloads on the running gateway: a valid change takes effect within seconds without
-dropping connections; an invalid one is refused with file:line:path and the old policy stays.
+dropping connections; an invalid one is refused with file:line:path and the old policy stays; a
+file caught while it is being written is never read; a large policy compiles while the old one
+keeps serving.
 
 This module owns its gateway (it rewrites the policy); every test starts by putting its own
 policy in force, so the tests do not depend on each other's order.
@@ -8,9 +10,9 @@ policy in force, so the tests do not depend on each other's order.
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterator
 import re
-
+import time
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -56,6 +58,10 @@ def _metric(gw: Gateway, name: str, labels: dict[str, str] | None = None) -> flo
 
 def _refusals(gw: Gateway) -> int:
     return gw.stderr().count("policy refused")
+
+
+def _reloads(gw: Gateway) -> int:
+    return gw.stderr().count("policy reloaded")
 
 
 def test_valid_change_takes_effect_and_metrics_move(gateway: Gateway) -> None:
@@ -137,6 +143,53 @@ def test_keep_alive_connection_survives_reload(gateway: Gateway) -> None:
         assert after.status == 403 and after.getheader("X-Poortwachter-Rule") == "verboden-categorieen"
     finally:
         conn.close()
+
+
+def test_a_policy_written_in_place_line_by_line_is_never_read_half_written(gateway: Gateway) -> None:
+    """A tool writes the policy in place, a line every 50 ms (the whole file takes seconds, longer
+    than the reload interval): the gateway reads none of the prefixes (no refusal, no reload) and
+    reads the whole file once it has stayed the same for the settle time."""
+    _apply(gateway, BASE, "http://www.example.net/", 200)
+    refusals, reloads = _refusals(gateway), _reloads(gateway)
+    target = _blocking("example.net")
+    with open(gateway.policy, "w", encoding="utf-8") as out:
+        for line in target.splitlines(keepends=True):
+            out.write(line)
+            out.flush()
+            time.sleep(0.05)
+            assert _status(gateway, "http://www.pornhub.com/") == 403
+    wait_until(lambda: _status(gateway, "http://www.example.net/") == 403, RELOAD_DEADLINE,
+               "the whole file is in force")
+    assert _refusals(gateway) == refusals, gateway.stderr()
+    assert _reloads(gateway) == reloads + 1
+
+
+def _large(sites: int) -> str:
+    """The test policy with `sites` more hosts in the porno category, example.net among them."""
+    extra = [f"site{n}.voorbeeld.nl" for n in range(sites)]
+    return _blocking("example.net", *extra)
+
+
+def test_a_large_policy_compiles_while_the_old_one_keeps_serving(gateway: Gateway) -> None:
+    """40,000 sites take seconds to compile: meanwhile the old policy answers (example.net still
+    allowed after the gateway said it is reading the new file); then the new one takes over."""
+    _apply(gateway, BASE, "http://www.example.net/", 200)
+    reading = gateway.stderr().count("policy file changed, reading it")
+    reloads = _reloads(gateway)
+    gateway.write_policy(_large(40_000))
+    wait_until(lambda: gateway.stderr().count("policy file changed, reading it") > reading, RELOAD_DEADLINE,
+               "the gateway reads the new file")
+    answered_during = 0
+    deadline = time.monotonic() + 60
+    while _reloads(gateway) == reloads:
+        assert time.monotonic() < deadline, "the large policy was not loaded within 60 s"
+        status = _status(gateway, "http://www.example.net/")
+        if _reloads(gateway) == reloads:     # answered before the new policy took over
+            assert status == 200
+            answered_during += 1
+    assert answered_during > 0, "no request was answered while the policy compiled"
+    wait_until(lambda: _status(gateway, "http://www.example.net/") == 403, RELOAD_DEADLINE,
+               "the large policy is in force")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -431,6 +431,7 @@ def test_workflow_counts_are_metrics(sqlite_gw: StateGateway, changes: StoreChan
     before = gauge("poortwachter_active_exclusions")
     changes.ban("10.99.0.1", until=at("12:00"))
     changes.exam("examen", until=at("12:00"))
-    wait_until(lambda: gauge("poortwachter_active_exclusions") == before + 1, SYNC_DEADLINE, "exclusions counted")
-    assert gauge("poortwachter_active_exams") >= 1
+    # two changes in two transactions: the gateway may see one poll apart, so wait for both
+    wait_until(lambda: gauge("poortwachter_active_exclusions") == before + 1
+               and gauge("poortwachter_active_exams") >= 1, SYNC_DEADLINE, "the exclusion and the exam counted")
     assert gauge("poortwachter_pending_requests") == 0

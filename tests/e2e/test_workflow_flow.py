@@ -145,7 +145,7 @@ def campus(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, test_ca
     gw = StateGateway(tmp_path_factory.mktemp("workflow"), upstream, test_ca,
                       POLICY.format(console_port=console_port), at(FLOW_DAY, "09:00").isoformat())
     for username, (role, name, zones) in ACCOUNTS.items():
-        add_user(gw.data_dir, username, role, name, PASSWORD, zones)
+        add_user(gw.data_dir, username, role, name, PASSWORD, zones, policy=gw.policy)
     console = ConsoleServer(gw, console_port)
     try:
         gw.start()
@@ -283,10 +283,10 @@ def test_unblock_request_endorsed_approved_enforced_and_expired(school: School, 
     wait_until(lambda: _blocked_by(pupil, GAME_URL, "spellen-leerlingen"), SYNC_DEADLINE,
                "the unblock ended with its window")
 
-    # 6. The pupil's status link shows the outcome.
+    # 6. The pupil's status link shows the outcome: approved, and by now ended with its window.
     pupil.goto(base + status_href)
     status_text = pupil.locator("#status").inner_text()
-    assert status_text.startswith("Goedgekeurd"), status_text
+    assert status_text.startswith("Verlopen: de site is sinds 24-11-2026 10:00 weer dicht"), status_text
     assert "coolmathgames.com" in pupil.locator("dl.facts").inner_text()
     shot(pupil, "request-outcome", tmp_path)
 

@@ -43,6 +43,8 @@ timetable:
     normaal:
       - {{name: les, start: "08:30", end: "09:20", kind: lesson}}
   weekdays: {{monday: normaal}}
+rules: []
+default: allow
 sensor:
   gateways: [{{address: {gateway}, mac: "{gateway_mac}"}}]
   dhcp_servers: [{dhcp_server}]

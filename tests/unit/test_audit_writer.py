@@ -1,6 +1,8 @@
 """The audit recorder's background writer (addons/audit_writer.py) and its store side
 (store/audit_repo.py, migration 0003) on SQLite and PostgreSQL: batches reach the store in order
-and exactly once, through outages, slow writes, restarts and replays of the spool.
+and exactly once, through outages, slow writes, restarts and replays of the spool. These tests
+run the writer in fast mode (the spool written only while the store fails);
+test_audit_durable.py has durable recording.
 
 The store is made to fail or hang through a thin wrapper around the real one; everything else
 (sealing, the spool on disk, the database) is real.
@@ -29,7 +31,7 @@ from sqlalchemy.orm import Session
 from poortwachter import metrics
 from poortwachter.audit.keystore import KeyStore, write_escrow_public
 from poortwachter.audit.pseudonym import open_period_key, pseudonym
-from poortwachter.audit.record import AuditEvent, Seen, build_event
+from poortwachter.audit.record import RESTART, AuditEvent, Seen, build_event
 from poortwachter.audit.seal import generate_keypair, unseal
 from poortwachter.audit.sequence import SequenceFile
 from poortwachter.audit.spool import Spool, read_records
@@ -105,10 +107,11 @@ class Rig:
 
     def start(self, **kw: object) -> Writer:
         audit = self.data / "audit"
-        options: dict[str, object] = {"interval": 0.05, "timeout": 0.5, "retry": 0.1}
+        options: dict[str, object] = {"interval": 0.05, "timeout": 0.5, "retry": 0.1, "durable": False}
         options.update(kw)
+        mode = "durable" if options["durable"] else "fast"
         self.writer = Writer(queue=self.queue, keystore=KeyStore(audit), spool=Spool(audit / "spool"),
-                             sequence=SequenceFile(audit / "seq"), url="flaky://", gateway="gw-test",
+                             sequence=SequenceFile(audit / "seq", mode=mode), url="flaky://", gateway="gw-test",
                              urls=lambda seen: True, opener=self.flaky.open, **options).start()  # type: ignore[arg-type]
         return self.writer
 
@@ -119,7 +122,11 @@ class Rig:
             self.queue.append(Seen(time.time(), "http", verdict, client, ["www.pornhub.com"], f"/{self.sent}"))
 
     def rows(self) -> list[SimpleNamespace]:
-        return _rows(self.flaky.real)
+        """The events recorded, without the restart marker that opens each run."""
+        return [r for r in _rows(self.flaky.real) if r.kind != RESTART]
+
+    def markers(self) -> list[SimpleNamespace]:
+        return [r for r in _rows(self.flaky.real) if r.kind == RESTART]
 
     def all_in_store(self) -> bool:
         return len(self.rows()) == self.sent

@@ -88,13 +88,21 @@ def test_ban_blocks_everything_first(policy: CompiledPolicy) -> None:
     assert not verdict(policy, CANTEEN, "school.magister.net", state=State(bans=(expired,))).blocked
 
 
-def test_grant_opens_a_forbidden_site_for_its_scope_and_window(policy: CompiledPolicy) -> None:
-    grant = Grant(7, Sites.of(["pornhub.com"]), LESSON, LESSON + dt.timedelta(hours=1),
+def test_grant_opens_a_blocked_category_ict_may_open_for_its_scope_and_window(policy: CompiledPolicy) -> None:
+    """004 art. 12: hacking is opened_by [ict] in the default policy; the grant cites the policy's article."""
+    grant = Grant(7, Sites.of(["hackforums.net"]), LESSON, LESSON + dt.timedelta(hours=1),
                   zones=frozenset({"staff"}))
     state = State(grants=(grant,))
-    assert verdict(policy, STAFF, "www.pornhub.com", state=state).rule == "deblokkering"
-    assert verdict(policy, CANTEEN, "www.pornhub.com", state=state).blocked          # not in scope
-    assert verdict(policy, STAFF, "www.pornhub.com", at=LESSON + dt.timedelta(hours=2), state=state).blocked
+    opened = verdict(policy, STAFF, "www.hackforums.net", state=state)
+    assert (opened.rule, opened.source) == ("deblokkering", policy.articles.unblock)
+    assert verdict(policy, CANTEEN, "www.hackforums.net", state=state).blocked          # not in scope
+    assert verdict(policy, STAFF, "www.hackforums.net", at=LESSON + dt.timedelta(hours=2), state=state).blocked
+
+
+def test_a_grant_never_opens_a_category_nobody_may_open(policy: CompiledPolicy) -> None:
+    """004 art. 11a/12: pornography is opened_by [] in the default policy: not even ICT's grant opens it."""
+    grant = Grant(8, Sites.of(["pornhub.com"]), LESSON, LESSON + dt.timedelta(hours=1))
+    assert verdict(policy, STAFF, "www.pornhub.com", state=State(grants=(grant,))).rule == "verboden-categorieen"
 
 
 def test_classroom_opening_until_end_of_lesson(policy: CompiledPolicy) -> None:
@@ -199,3 +207,35 @@ def test_state_survives_a_round_trip_to_disk() -> None:
     again = state_from_dict(json.loads(json.dumps(state_to_dict(state))))
     assert again.bans == state.bans and again.grants == state.grants
     assert again.openings == state.openings and again.exams == state.exams
+
+
+def test_a_teachers_opening_opens_only_what_a_teacher_may_open(policy: CompiledPolicy) -> None:
+    """000, 004 art. 9: the teacher decides whether devices are used in the lesson; opening a
+    forbidden category is not theirs (opened_by): an opening of everything still leaves porn shut."""
+    everything = Sites.of(["tiktok.com", "pornhub.com"], ["sociale-media", "porno", "hacken"])
+    state = State(openings=(Opening(5, "klaslokalen", "open", everything, until=BREAK),))
+    assert verdict(policy, CLASSROOM, "www.tiktok.com", state=state).rule == "lokaal-open"
+    assert verdict(policy, CLASSROOM, "www.pornhub.com", state=state).rule == "verboden-categorieen"
+    assert verdict(policy, CLASSROOM, "www.hackforums.net", state=state).rule == "hacken"
+
+
+def test_a_restriction_replaces_the_earlier_opening_and_keeps_the_school_environment(policy: CompiledPolicy) -> None:
+    """004 art. 2, 9: a teacher first opens social media, then restricts the room to one site: the
+    restriction is what holds (TikTok shut), and Magister (the school environment) stays reachable."""
+    opened = Opening(6, "klaslokalen", "open", Sites.of(categories=["sociale-media"]), until=BREAK)
+    restricted = Opening(7, "klaslokalen", "allowlist", Sites.of(["wikipedia.org"]), until=BREAK)
+    state = State(openings=(opened, restricted))
+    assert verdict(policy, CLASSROOM, "www.tiktok.com", state=state).rule == "lokaal-allowlist"
+    assert verdict(policy, CLASSROOM, "www.tiktok.com", state=state).blocked
+    assert not verdict(policy, CLASSROOM, "nl.wikipedia.org", state=state).blocked
+    school = verdict(policy, CLASSROOM, "school.magister.net", state=state)
+    assert (school.action, school.rule, school.source) == ("allow", "lokaal-allowlist", policy.articles.classroom)
+
+
+def test_an_exam_allowlist_opens_only_what_the_exam_coordinator_may_open(policy: CompiledPolicy) -> None:
+    """An exam's allowlist naming a forbidden category does not open it during the exam."""
+    exam = Exam(9, "klaslokalen", Sites.of(["facet.onl"], ["porno", "schoolomgeving"]), until=BREAK)
+    state = State(exams=(exam,))
+    assert verdict(policy, CLASSROOM, "school.magister.net", state=state).rule == "examen-toegestaan"
+    blocked = verdict(policy, CLASSROOM, "www.pornhub.com", state=state)
+    assert (blocked.rule, blocked.source) == ("examen", policy.articles.exam)

@@ -104,7 +104,7 @@ TEAMS_PORTS = '    ports: ["3478-3481"]'
     ("connect_ports: [443, 80]", "connect_ports: []", "connect_ports", "settings.connect_ports", "at least 1 item"),
     ("missing_lists: block", "missing_lists: ignore", "missing_lists", "settings.missing_lists",
      "'block' or 'allow'"),
-    ("  categories: [schoolomgeving]\n\n# Traffic", "  categories: [schoolomgeving, elo]\n\n# Traffic", "elo]",
+    ("  categories: [schoolomgeving]\n\narticles:", "  categories: [schoolomgeving, elo]\n\narticles:", "elo]",
      "school_environment.categories[1]", "unknown category 'elo'"),
 ])
 def test_bad_gate_values_name_file_line_and_path(tmp_path: Path, old: str, new: str, needle: str, path: str,
@@ -328,8 +328,8 @@ def test_a_grant_does_not_open_a_site_while_not_ready(gate_policy: CompiledPolic
 
 
 def test_a_path_entry_of_the_school_environment_covers_its_path() -> None:
-    p = compiled(changed("  categories: [schoolomgeving]\n\n# Traffic",
-                         "  categories: [schoolomgeving]\n  sites: [example.org/les]\n\n# Traffic"))
+    p = compiled(changed("  categories: [schoolomgeving]\n\narticles:",
+                         "  categories: [schoolomgeving]\n  sites: [example.org/les]\n\narticles:"))
     assert not judge(p, CANTEEN, "example.org", "/les/1").blocked
     assert judge(p, CANTEEN, "example.org", "/nieuws").rule == NOT_READY
     assert not judge(p, CANTEEN, "example.org", None).blocked     # passthrough sees the host only

@@ -113,3 +113,36 @@ def test_unknown_time_word_is_an_error() -> None:
     text = GOOD.replace("    zones: [classroom, exam_room]\n", "    zones: [classroom, exam_room]\n    when: [lesson, brek]\n")
     [msg] = problems(text)
     assert msg == f"p.yaml:{line_of(text, 'brek')}: rules[4].when[1]: no time tag, period or special day named 'brek'"
+
+
+def test_check_policy_warns_when_a_teacher_can_open_a_forbidden_category(tmp_path: Path) -> None:
+    """000, 004 art. 9/12: opening pornography is never the teacher's; a policy that lets a teacher
+    open a category one of its rules blocks everywhere at all times is valid, but check-policy says so
+    (with file and line) and still exits 0."""
+    import subprocess
+    import sys
+
+    text = GOOD.replace('    title: "Pornografie / Pornography"\n    opened_by: []\n',
+                        '    title: "Pornografie / Pornography"\n    opened_by: [docent, ict]\n')
+    assert text != GOOD
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "poortwachter.cli", "check-policy", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (warning,) = done.stdout.splitlines()
+    line = text.splitlines().index("    opened_by: [docent, ict]") + 1
+    assert warning.startswith(f"{path}:{line}: categories.porno.opened_by: waarschuwing: een docent kan")
+    assert "verboden-categorieen" in warning
+    shipped = subprocess.run([sys.executable, "-m", "poortwachter.cli", "check-policy", str(REPO / "policy" / "default.yaml")],
+                             capture_output=True, text=True, timeout=60)
+    assert shipped.returncode == 0 and shipped.stdout == ""       # the shipped policy has no such opening
+
+
+def test_a_category_nobody_may_open_takes_no_opened_by(tmp_path: Path) -> None:
+    text = GOOD.replace("    overridable: false\n", "    overridable: false\n    opened_by: [ict]\n", 1)
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert "can be opened by nobody" in str(info.value)

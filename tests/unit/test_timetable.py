@@ -62,3 +62,26 @@ def test_special_day_with_its_own_schedule() -> None:
 def test_naive_time_is_refused(clock: Clockwork) -> None:
     with pytest.raises(ValueError):
         clock.moment(dt.datetime(2026, 11, 23, 10, 0))
+
+
+@pytest.mark.parametrize("at,lesson", [
+    ("08:00", "1e-uur"),       # before school: the first lesson
+    ("09:00", "1e-uur"),       # in a lesson: that lesson
+    ("10:15", "3e-uur"),       # in the break: the next lesson, not the end of the break
+    ("14:30", "7e-uur"),       # the short afternoon break
+    ("16:20", None),           # after the last lesson: none
+])
+def test_this_lesson_is_the_lesson_in_progress_or_after_a_break_the_next(clock: Clockwork, at: str,
+                                                                         lesson: str | None) -> None:
+    """004 art. 9: a teacher opening "until the end of this lesson" in the break means the coming lesson."""
+    hour, minute = map(int, at.split(":"))
+    found = clock.this_lesson(dt.datetime(2026, 11, 23, hour, minute, tzinfo=AMS))
+    assert (found.name if found else None) == lesson
+    if found is not None:
+        assert found.end > dt.datetime(2026, 11, 23, hour, minute, tzinfo=AMS) and found.start < found.end
+
+
+def test_no_lessons_on_a_holiday_or_a_weekend(clock: Clockwork) -> None:
+    assert clock.lessons(dt.date(2026, 12, 21)) == []      # kerstvakantie
+    assert clock.lessons(dt.date(2026, 11, 28)) == []      # a Saturday
+    assert [x.name for x in clock.lessons(dt.date(2026, 11, 25))][-1] == "5e-uur"   # Wednesday's short day

@@ -23,7 +23,7 @@ from poortwachter.store.models import (
     BanRow,
     ChangeRow,
     GrantRow,
-    LoginAttemptRow,
+    LoginThrottleRow,
     SessionRow,
     UserRow,
 )
@@ -33,7 +33,6 @@ from poortwachter.workflow import (
     Forbidden,
     Invalid,
     NotFound,
-    Throttled,
     User,
     accounts,
     approve_request,
@@ -265,52 +264,14 @@ def test_authenticate(store: Store, people: dict[str, User]) -> None:
         assert authenticate(s, username="piet", password=PASSWORD, source="console", now=NOW) is None
         assert get_user(s, people["directie"].id) is None
         assert "piet" not in [u.username for u in list_users(s)]
-    with store.read() as s:
-        attempts = [(a.username, a.success) for a in s.scalars(select(LoginAttemptRow).order_by(LoginAttemptRow.id))]
-    assert attempts == [("kim", True), ("kim", False), ("nobody", False), ("", False), ("kim", False),
-                        ("piet", False)]
+    with store.read() as s:   # failures per username since its last success, unknown names too
+        brakes = {b.username: b.failures for b in s.scalars(select(LoginThrottleRow))}
+    assert brakes == {"kim": 2, "nobody": 1, "": 1, "piet": 1}
 
 
 def _login(store: Store, password: str, at: dt.datetime, username: str = "kim") -> User | None:
     with store.write() as s:
         return authenticate(s, username=username, password=password, source="console", now=at)
-
-
-def test_five_failures_lock_the_username_for_the_rest_of_the_window(store: Store, people: dict[str, User]) -> None:
-    for i in range(5):
-        assert _login(store, "fout", NOW + i * MINUTE) is None
-    with pytest.raises(Throttled) as info:
-        _login(store, PASSWORD, NOW + 5 * MINUTE)             # even the right password
-    assert info.value.retry_after == 10 * 60                   # window began at the first failure
-    assert " / " in str(info.value)
-    with pytest.raises(Throttled) as info:
-        _login(store, PASSWORD, NOW + 14 * MINUTE + dt.timedelta(seconds=30))
-    assert info.value.retry_after == 30
-    assert _login(store, PASSWORD, NOW + 5 * MINUTE, username="anna") == people["leidinggevende"]
-    # Refused attempts were not recorded, so the lock ends with the window, not later.
-    with store.read() as s:
-        assert s.scalar(select(func.count()).select_from(LoginAttemptRow)
-                        .where(LoginAttemptRow.username == "kim")) == 5
-    assert _login(store, PASSWORD, NOW + 15 * MINUTE) == people["docent"]
-
-
-def test_a_success_resets_the_failure_count(store: Store, people: dict[str, User]) -> None:
-    for i in range(4):
-        assert _login(store, "fout", NOW + i * MINUTE) is None
-    assert _login(store, PASSWORD, NOW + 4 * MINUTE) == people["docent"]
-    for i in range(4):
-        assert _login(store, "fout", NOW + (5 + i) * MINUTE) is None
-    assert _login(store, PASSWORD, NOW + 9 * MINUTE) == people["docent"]
-
-
-def test_unknown_usernames_are_throttled_too_and_old_attempts_purged(store: Store) -> None:
-    for i in range(5):
-        assert _login(store, "x", NOW + i * MINUTE, username="raden") is None
-    with pytest.raises(Throttled):
-        _login(store, "x", NOW + 5 * MINUTE, username="raden")
-    assert _login(store, "x", NOW + HOUR, username="ander") is None
-    with store.read() as s:   # only the attempt inside the window is kept
-        assert [a.username for a in s.scalars(select(LoginAttemptRow))] == ["ander"]
 
 
 def test_login_upgrades_an_outdated_hash(store: Store, people: dict[str, User],
@@ -487,7 +448,8 @@ def test_approve_creates_the_grant_the_gateway_enforces(store: Store, people: di
     assert (r.status, r.grant_id, r.decided_by, r.decision_reason, r.grant_status, r.decided_at) == (
         "approved", grant_id, "ict:els", "akkoord", "approved", NOW)
     (grant,) = load_state(store, NOW).grants
-    assert grant.id == grant_id and grant.source == "004 art. 12"
+    # the grant carries no article of its own: its verdicts cite the policy's articles.unblock
+    assert grant.id == grant_id and grant.source == ""
     assert grant.sites.domains == {"youtube.com"} and grant.zones == {"klaslokalen"} and grant.roles == {"pupil"}
     assert (grant.start, grant.end) == (NOW, NOW + 2 * HOUR)
     assert grant.sites.covers("www.youtube.com", "/watch", frozenset())

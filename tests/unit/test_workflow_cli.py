@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from poortwachter.store import default_url, load_state, open_store
 from poortwachter.store.models import ChangeRow, UserRow
-from poortwachter.workflow import authenticate
+from poortwachter.workflow import authenticate, create_user
+from poortwachter.workflow.cli import _login
 
 from .test_store import db_url  # noqa: F401  (fixture: both backends, schema per test)
-from .test_workflow import HOUR, NOW
+from .test_workflow import HOUR, NOW, cheap_hashes  # noqa: F401  (fixture: cheap argon2 in this process)
 
 AT = "2025-03-10T10:00"          # Amsterdam wall time = NOW (09:00 UTC)
 POLICY = Path(__file__).resolve().parents[2] / "policy" / "default.yaml"
@@ -46,6 +47,12 @@ class Cli:
 @pytest.fixture
 def cli(db_url: str, tmp_path: Path) -> Cli:
     return Cli(tmp_path / "data", db_url)
+
+
+@pytest.fixture
+def sqlite_cli(tmp_path: Path) -> Cli:
+    """For what does not depend on the store's backend (reading a password, pipes, the policy)."""
+    return Cli(tmp_path / "data", default_url(tmp_path / "data"))
 
 
 def _refused(result: subprocess.CompletedProcess[str], status: int, *absent: str) -> str:
@@ -78,15 +85,182 @@ def test_user_add_makes_the_first_ict_account(cli: Cli) -> None:
                  stdin="nog een wachtwoord\n"), 1)
     _refused(cli("user", "add", "kim", "--role", "docent", "--name", "Kim", "--password-stdin",
                  stdin="Zq8!x\n"), 2, "Zq8!x")
-    prompted = cli("user", "add", "kim", "--role", "docent", "--name", "Kim", "--zones", "lokaal-1,lokaal-2",
-                   stdin="een lang wachtwoord\nmaar anders\n")
-    assert prompted.returncode == 2 and "Wachtwoorden verschillen / Passwords differ" in prompted.stderr
-    prompted = cli("user", "add", "kim", "--role", "docent", "--name", "Kim", "--zones", "lokaal-1,lokaal-2",
-                   stdin="een lang wachtwoord\neen lang wachtwoord\n")
-    assert prompted.returncode == 0, prompted.stderr
-    assert "\tlokaal-1,lokaal-2\t" in cli("user", "list").stdout
+    # from a pipe without --password-stdin: the first line is the password, asked nothing
+    piped = cli("user", "add", "kim", "--role", "docent", "--name", "Kim", "--zones", "klaslokalen,examenlokaal",
+                "--policy", str(POLICY), "--email", "Kim@School.example", stdin="een lang wachtwoord\n")
+    assert piped.returncode == 0, piped.stderr
+    assert "Wachtwoord" not in piped.stderr and "Warning" not in piped.stderr
+    assert "\tklaslokalen,examenlokaal\tKim\tactief/active\tKim@school.example" in cli("user", "list").stdout
     bad_role = cli("user", "add", "x", "--role", "admin", "--name", "X", "--password-stdin", stdin="x" * 10)
     assert bad_role.returncode == 2
+
+
+def test_user_add_without_a_password_says_so(sqlite_cli: Cli) -> None:
+    for extra in ((), ("--password-stdin",)):
+        done = sqlite_cli("user", "add", "kim", "--role", "docent", "--name", "Kim", *extra, stdin="")
+        message = _refused(done, 2)
+        assert message.startswith("Geen wachtwoord") and "No password" in message
+        assert "Traceback" not in done.stderr
+    assert sqlite_cli("user", "list").stdout == ""
+
+
+def test_user_add_on_a_terminal_asks_twice(sqlite_cli: Cli) -> None:
+    """A real pseudo-terminal: the password is asked twice, without echo; two different answers
+    are refused."""
+    import os
+    import pty
+    import select
+    import time
+
+    def on_terminal(username: str, *answers: str) -> tuple[int, str]:
+        primary, secondary = pty.openpty()
+        argv = [sys.executable, "-m", "poortwachter.workflow.cli", "--data-dir", str(sqlite_cli.data_dir),
+                "user", "add", username, "--role", "docent", "--name", "Kim", "--at", AT]
+        proc = subprocess.Popen(argv, stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, cwd=sqlite_cli.data_dir.parent)
+        os.close(secondary)
+        seen, deadline = b"", time.monotonic() + 60
+        try:
+            for prompt, answer in zip((b"Wachtwoord / Password: ", b"Nogmaals / Again: "), answers, strict=True):
+                while seen.count(prompt) == 0:   # answer only once the prompt (echo off) is there
+                    assert time.monotonic() < deadline, seen
+                    ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+                    if ready:
+                        seen += os.read(proc.stderr.fileno(), 1024)  # type: ignore[union-attr]
+                os.write(primary, answer.encode() + b"\n")
+            out, err = proc.communicate(timeout=60)
+        finally:
+            os.close(primary)
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, (seen + err).decode() + out.decode()
+
+    status, output = on_terminal("kim", "een lang wachtwoord", "maar anders")
+    assert status == 2 and "Wachtwoorden verschillen / Passwords differ" in output
+    status, output = on_terminal("kim", "een lang wachtwoord", "een lang wachtwoord")
+    assert status == 0 and "Account 1 aangemaakt" in output, output
+    assert "een lang wachtwoord" not in output                     # never echoed
+
+
+def test_user_add_refuses_unknown_zones(sqlite_cli: Cli) -> None:
+    done = sqlite_cli("user", "add", "kim", "--role", "docent", "--name", "Kim", "--zones",
+                      "klaslokalen,doesnotexist", "--policy", str(POLICY), stdin="een lang wachtwoord\n")
+    message = _refused(done, 2, "doesnotexist")
+    assert message == ("Onbekende zone; het beleid kent: examenlokaal, gasten, klaslokalen, medewerkers, "
+                       "openbare-ruimte / Unknown zone; the policy has: examenlokaal, gasten, klaslokalen, "
+                       "medewerkers, openbare-ruimte")
+    # without --policy the default, policy/default.yaml, is not in this directory: said plainly
+    done = sqlite_cli("user", "add", "kim", "--role", "docent", "--name", "Kim", "--zones", "klaslokalen",
+                      stdin="een lang wachtwoord\n")
+    assert done.returncode == 2 and "het beleid is niet te lezen (--policy)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sqlite_cli("user", "list", "--all").stdout == ""
+
+
+def test_user_disable_enable_reset_and_set(cli: Cli) -> None:
+    from poortwachter.workflow import redeem_reset_link
+
+    for name, role in (("jan", "ict"), ("kim", "docent")):
+        assert cli("user", "add", name, "--role", role, "--name", name.title(), stdin="een lang wachtwoord\n"
+                   ).returncode == 0
+
+    def login(password: str) -> object:
+        store = open_store(cli.url)
+        try:
+            with store.write() as s:
+                return authenticate(s, username="kim", password=password, source="cli", now=NOW)
+        finally:
+            store.close()
+
+    link = cli("user", "reset", "kim", "--url", "https://console.school.example/", "--reason", "vergeten",
+               "--actor", "beheer")
+    assert link.returncode == 0, link.stderr
+    assert "geldig tot 2025-03-10 11:00, werkt één keer" in link.stderr
+    (url,) = link.stdout.split()
+    assert url.startswith("https://console.school.example/wachtwoord-instellen?t=")
+    store = open_store(cli.url)
+    try:
+        with store.write() as s:
+            redeem_reset_link(s, url.split("?t=", 1)[1], "gekozen via de link", now=NOW)
+    finally:
+        store.close()
+    assert login("gekozen via de link") is not None
+    set_by_ict = cli("user", "reset", "KIM", "--password-stdin", "--reason", "in persoon", stdin="van ict gekregen\n")
+    assert set_by_ict.returncode == 0, set_by_ict.stderr
+    assert login("van ict gekregen") is not None and login("gekozen via de link") is None
+    _refused(cli("user", "reset", "kim", "--url", "ftp://console", "--reason", "x"), 2)
+    _refused(cli("user", "reset", "niemand", "--url", "https://console.school.example", "--reason", "x"), 2, "niemand")
+
+    assert cli("user", "disable", "kim", "--reason", "uit dienst").returncode == 0
+    assert login("van ict gekregen") is None
+    assert "kim" not in cli("user", "list").stdout
+    assert "\tkim\tdocent\t-\tKim\tuit/disabled\t-" in cli("user", "list", "--all").stdout
+    assert cli("user", "enable", "kim", "--reason", "terug").returncode == 0
+    assert login("van ict gekregen") is not None
+    _refused(cli("user", "disable", "jan", "--reason", "x"), 1)        # the last active ICT account
+
+    changed = cli("user", "set", "kim", "--role", "leidinggevende", "--zones", "klaslokalen", "--email",
+                  "kim@school.example", "--reason", "teamleider", "--policy", str(POLICY), "--actor", "beheer")
+    assert changed.returncode == 0, changed.stderr
+    (kim,) = [a for a in json.loads(cli("user", "list", "--json").stdout) if a["username"] == "kim"]
+    assert (kim["role"], kim["zones"], kim["email"]) == ("leidinggevende", ["klaslokalen"], "kim@school.example")
+    _refused(cli("user", "set", "kim", "--zones", "doesnotexist", "--reason", "x", "--policy", str(POLICY)), 2,
+             "doesnotexist")
+    _refused(cli("user", "set", "kim", "--role", "docent", "--policy", str(POLICY)), 2)          # no reason
+    _refused(cli("user", "set", "kim"), 2)
+    store = open_store(cli.url)
+    try:
+        with store.read() as s:
+            log = [(c.kind, c.actor) for c in s.scalars(select(ChangeRow).order_by(ChangeRow.id))]
+    finally:
+        store.close()
+    assert log[2:] == [("reset-link", "ict:beheer"), ("password", "docent:kim"), ("password", f"ict:{_login()}"),
+                       ("disable", f"ict:{_login()}"), ("enable", f"ict:{_login()}"), ("role", "ict:beheer"),
+                       ("zones", "ict:beheer"), ("email", "ict:beheer")]
+
+
+# --- output into a pipe that closes early ------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [("lists", "show"), ("user", "list"), ("user", "list", "--json")])
+def test_output_piped_into_head_ends_without_a_traceback(sqlite_cli: Cli, command: tuple[str, ...]) -> None:
+    _fill(sqlite_cli)
+    argv = [sys.executable, "-m", "poortwachter.workflow.cli", "--data-dir", str(sqlite_cli.data_dir), *command]
+    # `poortwachter ... | head -1`, as the shell runs it
+    writer = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              cwd=sqlite_cli.data_dir.parent)
+    head = subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE)
+    writer.stdout.close()  # type: ignore[union-attr]
+    first, _ = head.communicate(timeout=60)
+    _, err = writer.communicate(timeout=60)
+    assert len(first.splitlines()) == 1
+    assert writer.returncode in (0, 141) and err == b"", err.decode()
+    # the same with a reader that is gone before the first byte: always a broken pipe
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        gone = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, timeout=60,
+                              cwd=sqlite_cli.data_dir.parent)
+    finally:
+        os.close(write_end)
+    assert gone.returncode == 141 and gone.stderr == b"", gone.stderr.decode()
+
+
+def _fill(cli: Cli) -> None:
+    """Installed lists and enough accounts for listings longer than one line."""
+    lists = Path(__file__).resolve().parents[1] / "data" / "lists" / "ut1" / "blacklists"
+    installed = subprocess.run([sys.executable, "-m", "poortwachter.cli", "--data-dir", str(cli.data_dir), "lists",
+                                "update", "--from", str(lists)], capture_output=True, text=True, timeout=120)
+    assert installed.returncode == 0, installed.stderr
+    store = open_store(cli.url)
+    try:
+        with store.write() as s:
+            for n in range(30):
+                create_user(s, username=f"docent{n}", display_name=f"Docent {n}", role="docent",
+                            password="een lang wachtwoord", actor="test", now=NOW)
+    finally:
+        store.close()
 
 
 def test_grant_add_list_revoke(cli: Cli) -> None:

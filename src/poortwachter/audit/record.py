@@ -18,6 +18,14 @@ exactly from a database row by a verifier (`AuditEvent.from_canonical` reads it 
 
 The clear part is also the seal's associated data. Compact JSON never holds a raw newline, so the
 first one separates the two parts.
+
+A restart marker (`restart_event`) is the first event of every run of a gateway's recorder: kind
+and action "restart", no zone, role or subject, nothing sealed. It says how the previous run ended
+and the last sequence number that run had made durable, so `audit verify` can tell the gap a
+restart leaves in the numbers from events that were lost. Being an event, it is a leaf of the
+gateway's Merkle log and under its signed checkpoints like any other; retention keeps it. Its
+clear fields carry it: `rule` is how the previous run ended (`Restart.previous`), `source` the
+last durable number (empty when unknown).
 """
 
 from __future__ import annotations
@@ -33,7 +41,17 @@ from .merkle import leaf_hash
 from .seal import Sealer, seal
 
 FORMAT = 1
-Kind = Literal["http", "connect", "tls", "stream", "dns"]
+Kind = Literal["http", "connect", "tls", "stream", "dns", "restart"]
+RESTART = "restart"
+# How the previous run of a recorder ended, as its successor's marker says:
+# - "stopped": cleanly; every event it numbered, up to `last`, was stored or spooled;
+# - "crashed": without stopping, while every answered event was on disk before its answer (up to
+#   `last`, the last one in the spool; None: the spool was empty, all of them were stored);
+# - "crashed-fast": without stopping, while events were answered before they were on disk (the fast
+#   option, or a disk that did not take them in time): the last moments' events may be lost;
+# - "unknown": the previous run left no readable state (a recorder before markers existed);
+# - "new": no previous run in this data directory (a new gateway, or a lost data directory).
+ENDINGS = ("stopped", "crashed", "crashed-fast", "unknown", "new")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -114,6 +132,34 @@ class AuditEvent:
         out["sealed"] = self.sealed
         out["leaf_hash"] = self.leaf_hash()
         return out
+
+
+class Restart(NamedTuple):
+    """What a restart marker says about the previous run (see ENDINGS)."""
+
+    previous: str
+    last: int | None
+
+
+def restart_event(restart: Restart, *, seq: int, gateway: str, at: dt.datetime, period: str) -> AuditEvent:
+    """The marker that opens a run (its first sequence number)."""
+    if restart.previous not in ENDINGS:
+        raise ValueError(f"not a way a run ends: {restart.previous!r}")
+    event = AuditEvent(seq=seq, at=at, gateway=gateway, kind=RESTART, zone="", role="", slot=None, category=None,
+                       action=RESTART, rule=restart.previous,
+                       source="" if restart.last is None else str(restart.last),
+                       period=period, pseudonym=None, sealed=None)
+    event.canonical()
+    return event
+
+
+def restart_of(kind: str | None, rule: str | None, source: str | None) -> Restart | None:
+    """The marker's content from an event's (or a row's) fields; None for any other event."""
+    if kind != RESTART:
+        return None
+    previous = rule if rule in ENDINGS else "unknown"
+    last = int(source) if source and source.lstrip("-").isdigit() else None
+    return Restart(previous, last)
 
 
 def build_event(seen: Seen, *, seq: int, gateway: str, at: dt.datetime, period: str,

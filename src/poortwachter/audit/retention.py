@@ -2,7 +2,8 @@
 
 Periods (configurable): 30 days for allowed traffic, 180 days for blocks (and anything else that
 is not "allow"). An event is kept longer only while a case that may still be used (open or
-approved, not past its end time) holds it: see `Hold`.
+approved, not past its end time) holds it: see `Hold`. Restart markers (audit/record.py) are
+never erased.
 
 Erasing keeps the Merkle log whole. An erased event leaves a TOMBSTONE (audit_tombstones): its
 place (gateway, seq), its leaf hash, its time and its action; nothing about whom or what it
@@ -50,7 +51,7 @@ from .checkpoints import (
     utcnow,
 )
 from .log import events_log
-from .record import AuditEvent
+from .record import RESTART, AuditEvent
 
 DEFAULT_ALLOWED = dt.timedelta(days=30)
 DEFAULT_BLOCKED = dt.timedelta(days=180)
@@ -215,7 +216,9 @@ def export_erasures(store: Store, exporters: Sequence[Exporter], ids: Sequence[i
 
 def _due(gateway: str, allowed_before: dt.datetime, blocked_before: dt.datetime) -> ColumnElement[bool]:
     e = AuditEventRow
-    return and_(e.gateway == gateway,
+    # Restart markers are never due: they hold nothing personal, and `audit verify` needs them to
+    # tell a restart from lost events for as long as the log exists.
+    return and_(e.gateway == gateway, e.kind != RESTART,
                 or_(and_(e.action == "allow", e.at < allowed_before),
                     and_(e.action != "allow", e.at < blocked_before)))
 

@@ -3,11 +3,15 @@
 Layout: a directory of segment files `000000000001.spool`, `000000000002.spool`, ... oldest first.
 Each segment starts with MAGIC, then records, each `length (4, big-endian) | CRC-32 (4) | payload`.
 
-- `append` writes a whole batch with one write() and fsyncs it: once it returns, the batch survives
-  a crash or a power cut (a new segment's directory entry is fsynced too).
-- `oldest` hands out the oldest segment's records (closing it for appends if it is the one being
-  written), `ack` deletes it once the store has committed them. A crash between the commit and
-  the ack replays that segment again: the store's insert is idempotent, so nothing is doubled.
+- `append` writes a whole batch with one write() and one fdatasync (the data and the file size it
+  needs, not the times): once it returns, the batch survives a crash or a power cut (a new
+  segment's directory entry is fsynced too).
+- `oldest` (or `read` of a given segment) hands out a segment's records (closing it for appends
+  if it is the one being written), `ack` (`remove`) deletes it once the store has committed them.
+  A crash between the commit and the ack replays that segment again: the store's insert is
+  idempotent, so nothing is doubled.
+- `last_record` is the last valid record found when the spool was opened (what a crashed run
+  wrote last), or None if it was empty.
 - A crash in the middle of a write leaves a torn record at the end of the newest segment. Opening
   the spool finds it (short header, length past the end, zero length or a CRC mismatch), truncates
   it away and says how many bytes it dropped: a torn record is never replayed, and records
@@ -84,6 +88,9 @@ def _segments(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob(f"*{SUFFIX}") if p.stem.isdigit())
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)      # fsync where there is no fdatasync
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -107,6 +114,7 @@ class Spool:
         self._active: Path | None = None
         self._active_size = 0
         self._sizes: dict[Path, int] = {}
+        self.last_record: bytes | None = None
         self.dropped_bytes = self._recover()
         self._next = int(_segments(self.directory)[-1].stem) + 1 if self._sizes else 1
 
@@ -118,6 +126,18 @@ class Spool:
     @property
     def empty(self) -> bool:
         return not self._sizes
+
+    @property
+    def active(self) -> Path | None:
+        """The segment appends go to, if one is open."""
+        return self._active
+
+    def segments(self) -> list[Path]:
+        """The segments, oldest first."""
+        return sorted(self._sizes)
+
+    def size_of(self, path: Path) -> int:
+        return self._sizes.get(path, 0)
 
     # --- writing ---------------------------------------------------------------------------
     def append(self, records: Sequence[bytes]) -> None:
@@ -142,7 +162,7 @@ class Spool:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            os.fsync(self._fd)
+            _datasync(self._fd)
         except OSError:
             # best effort: no torn record left behind for the next append to hide behind
             try:
@@ -153,6 +173,11 @@ class Spool:
             raise
         self._active_size = before + len(data)
         self._sizes[self._active] = self._active_size
+
+    def roll(self) -> None:
+        """Appends go to a new segment from the next one on (this one can then be removed once
+        its records are committed)."""
+        self._close_active()
 
     def _roll(self) -> None:
         self._close_active()
@@ -180,20 +205,28 @@ class Spool:
         """The oldest segment's records, or None if the spool is empty. Appends go to a new
         segment from here on if this was the one being written."""
         while self._sizes:
-            path = min(self._sizes)
-            if path == self._active:
-                self._close_active()
-            records = read_segment(path)
-            if records:
-                return Segment(path, records)
-            self._remove(path)          # a segment that never got a record
+            segment = self.read(min(self._sizes))
+            if segment is not None:
+                return segment
+        return None
+
+    def read(self, path: Path) -> Segment | None:
+        """One segment's records (None, and the segment removed, if it never got one). Appends go
+        to a new segment from here on if this was the one being written."""
+        if path == self._active:
+            self._close_active()
+        records = read_segment(path)
+        if records:
+            return Segment(path, records)
+        self.remove(path)
         return None
 
     def ack(self, segment: Segment) -> None:
         """The store has committed `segment`'s records: they are never handed out again."""
-        self._remove(segment.path)
+        self.remove(segment.path)
 
-    def _remove(self, path: Path) -> None:
+    def remove(self, path: Path) -> None:
+        """Delete a segment (closing it first if it is being written)."""
         if path == self._active:
             self._close_active()
         path.unlink(missing_ok=True)
@@ -221,6 +254,7 @@ class Spool:
                 path.unlink()
                 continue
             self._sizes[path] = end
+            self.last_record = records[-1]
         if dropped:
             _fsync_dir(self.directory)
         return dropped

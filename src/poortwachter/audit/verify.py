@@ -12,7 +12,13 @@ For every log (each gateway's events, the access ledger):
    than the newest checkpoint (a truncation, or an older copy put back: a rollback);
 3. check each tombstone against the signed erasure record it names: count, digest (its seq, leaf
    hash, time and action) and the cut-off times. An event erased without such a record, or before
-   its retention period ended, is reported.
+   its retention period ended, is reported;
+4. check each gateway's sequence numbers for gaps (`_Continuity`): within a run they are
+   consecutive, so a gap is lost events, unless the event after it is the restart marker of a new
+   run (audit/record.py), which says how the previous run ended and the last number it had made
+   durable: a clean stop or a crash while recording durably loses nothing that was answered (any
+   number up to that last one missing is lost); a crash while recording fast may have lost the
+   last moments' events, which nobody can count.
 
 Checkpoint files whose signature does not verify with a trusted key are reported as forged.
 Trusted keys: those given with --key, else the `*.pub` files exported next to the checkpoints,
@@ -61,7 +67,7 @@ from .checkpoints import (
 )
 from .log import LEDGER_LOG, Problem, check, events_log, gateway_of
 from .merkle import leaf_hash
-from .record import AuditEvent
+from .record import AuditEvent, Restart, restart_of
 
 ROW_DETAILS = 20          # row findings listed one by one per log; the rest are counted
 
@@ -337,9 +343,11 @@ def verify_store(store: Store, exported: Exported, keys: Sequence[bytes], *,
                 unsigned = set(s.scalars(select(AuditErasureRow.id).where(AuditErasureRow.log == name,
                                                                           AuditErasureRow.note.is_(None))))
                 audit = _ErasureAudit(name, erasures, unsigned)
-                _check_log(report, name, _events_stream(s, gateway, name, report, audit), checkpoints,
+                continuity = _Continuity(name)
+                _check_log(report, name, _events_stream(s, gateway, name, report, audit, continuity), checkpoints,
                            erased_of=audit)
                 report.findings.extend(audit.findings())
+                report.findings.extend(continuity.findings())
             else:
                 report.findings.append(Finding("unknown-log", False,
                                                f"{name}: onbekende log in de controlepunten",
@@ -380,7 +388,7 @@ class _RowFindings:
 
 
 def _ledger_stream(s: Session, name: str, report: Report) -> Iterator[bytes]:
-    from .cases import ledger_canonical_of   # the ledger's canonical form lives with the cases
+    from .cases import ledger_canonical_of  # the ledger's canonical form lives with the cases
 
     rows = _RowFindings(report, name)
     stmt = select(LedgerRow).order_by(LedgerRow.id).execution_options(yield_per=YIELD)
@@ -395,7 +403,8 @@ def _ledger_stream(s: Session, name: str, report: Report) -> Iterator[bytes]:
 _EVENT_COLUMNS = ("kind", "zone", "role", "slot", "category", "rule", "source", "period", "pseudonym")
 
 
-def _events_stream(s: Session, gateway: str, name: str, report: Report, audit: _ErasureAudit) -> Iterator[bytes]:
+def _events_stream(s: Session, gateway: str, name: str, report: Report, audit: _ErasureAudit,
+                   continuity: _Continuity | None = None) -> Iterator[bytes]:
     """The gateway's log in seq order, live events and tombstones in ONE ordered query, with
     each live event's leaf recomputed from its columns."""
     e, t = AuditEventRow, AuditTombstoneRow
@@ -415,6 +424,8 @@ def _events_stream(s: Session, gateway: str, name: str, report: Report, audit: _
         if seq == previous:
             rows.bad(seq, position, "duplicate")
         previous = seq
+        if continuity is not None:
+            continuity.add(seq, None if r.erased else restart_of(r.kind, r.rule, r.source))
         stored = bytes(r.leaf)
         if r.erased:
             audit.add(r.erasure, Tombstone(seq, r.at, r.action, stored))
@@ -433,6 +444,92 @@ def _events_stream(s: Session, gateway: str, name: str, report: Report, audit: _
             rows.bad(seq, position, "row")
         yield leaf
     rows.close()
+
+
+class _Continuity:
+    """Gaps in a gateway's sequence numbers, read with its restart markers, while the log streams
+    by. Gaps before a log's first marker (recorded before markers existed) cannot be told from
+    restarts and are not reported."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.previous: int | None = None
+        self.marked = False
+        self.lost: list[tuple[int, int, bool]] = []      # (last present, count, lost across a restart)
+        self.fast: list[int] = []                        # crashes while recording fast: seq before
+        self.unknown: list[int] = []
+        self.crashes: list[int] = []                     # crashes while recording durably, nothing lost
+
+    def add(self, seq: int, restart: Restart | None) -> None:
+        before, self.previous = self.previous, seq
+        if before is None or seq == before:
+            self.marked = self.marked or restart is not None
+            return
+        gap = seq - before - 1
+        if restart is None:
+            if gap and self.marked:
+                self.lost.append((before, gap, False))
+            return
+        self.marked = True
+        if restart.previous in ("stopped", "crashed"):
+            if restart.last is not None and restart.last > before:
+                self.lost.append((before, restart.last - before, True))    # on disk, then gone
+            elif restart.previous == "crashed":
+                self.crashes.append(before)
+        elif restart.previous == "crashed-fast":
+            self.fast.append(before)
+        elif gap:
+            self.unknown.append(before)
+
+    def findings(self) -> list[Finding]:
+        n = self.name
+        out: list[Finding] = []
+        for before, count, across in self.lost[:ROW_DETAILS]:
+            if across:
+                out.append(Finding("lost", True,
+                                   f"{n}: {count} gebeurtenissen na volgnummer {before} ontbreken: ze stonden "
+                                   "vóór de herstart op schijf, maar zijn verloren gegaan",
+                                   f"{n}: {count} events after sequence number {before} are missing: they were "
+                                   "on disk before the restart, but were lost", n))
+            else:
+                out.append(Finding("lost", True,
+                                   f"{n}: {count} gebeurtenissen na volgnummer {before} ontbreken, zonder herstart "
+                                   "ertussen: verloren (bij de gateway geteld als dropped) of verwijderd",
+                                   f"{n}: {count} events after sequence number {before} are missing, with no restart "
+                                   "in between: lost (counted by the gateway as dropped) or deleted", n))
+        if len(self.lost) > ROW_DETAILS:
+            more = sum(c for _, c, _ in self.lost[ROW_DETAILS:])
+            out.append(Finding("lost", True, f"{n}: en nog {more} ontbrekende gebeurtenissen elders",
+                               f"{n}: and {more} more missing events elsewhere", n))
+        for before in self.fast[:ROW_DETAILS]:
+            out.append(Finding("crash-fast", True,
+                               f"{n}: herstart na een crash na volgnummer {before}, terwijl gebeurtenissen werden "
+                               "beantwoord voordat ze op schijf stonden (poortwachter_audit_commit=fast, of een schijf "
+                               "die niet op tijd bevestigde): die van de laatste ogenblikken kunnen verloren zijn, "
+                               "hoeveel is niet te zeggen",
+                               f"{n}: restart after a crash after sequence number {before}, while events were answered "
+                               "before they were on disk (poortwachter_audit_commit=fast, or a disk that did not "
+                               "confirm in time): those of the last moments may be lost, how many cannot be told", n))
+        if len(self.fast) > ROW_DETAILS:
+            more = len(self.fast) - ROW_DETAILS
+            out.append(Finding("crash-fast", True, f"{n}: en nog {more} zulke herstarts",
+                               f"{n}: and {more} more such restarts", n))
+        for before in self.unknown[:ROW_DETAILS]:
+            out.append(Finding("restart-unknown", False,
+                               f"{n}: herstart na volgnummer {before} zonder bekende toestand van de vorige run "
+                               "(nieuwe datamap of oudere versie): of er iets verloren ging is niet te zeggen",
+                               f"{n}: restart after sequence number {before} with no known state of the previous run "
+                               "(a new data directory or an older version): whether anything was lost cannot be "
+                               "told", n))
+        if self.crashes:
+            shown = ", ".join(str(b) for b in self.crashes[:ROW_DETAILS])
+            more = f" (+{len(self.crashes) - ROW_DETAILS})" if len(self.crashes) > ROW_DETAILS else ""
+            out.append(Finding("crash", False,
+                               f"{n}: {len(self.crashes)} herstart(s) na een crash (na volgnummer {shown}{more}): "
+                               "niets wat beantwoord was ontbreekt (duurzame vastlegging)",
+                               f"{n}: {len(self.crashes)} restart(s) after a crash (after sequence number "
+                               f"{shown}{more}): nothing that was answered is missing (durable recording)", n))
+        return out
 
 
 class _ErasureAudit:

@@ -20,7 +20,7 @@ MODES = {
     "open": ("Openzetten: deze sites of categorieën zijn bereikbaar", "Open: these sites or categories can be reached"),
     "allowlist": ("Alleen deze sites: de rest is dicht", "Only these sites: everything else is closed"),
 }
-TEACHER_REASON = "Besluit van de docent (004 art. 9) / Teacher's decision"
+TEACHER_REASON = "Besluit van de docent / Teacher's decision"
 DONE = {
     "geopend": ("Gedaan: het lokaal is aangepast; dit werkt binnen enkele seconden.",
                 "Done: the classroom has been changed; this takes effect within seconds."),
@@ -29,27 +29,59 @@ DONE = {
 }
 
 
-def _allowed_sites(form: FormData, policy: PolicyView, *, need_one: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Sites and categories to open or allow; never a category or site that can never be opened.
-    An empty allowlist is allowed (it closes the room); opening nothing is a mistake."""
+def _allowed_sites(form: FormData, policy: PolicyView, opener: str, *,
+                   need_one: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Sites and categories to open or allow: only categories this kind of decision may open
+    (the policy's opened_by), never a site in one it may not. An empty allowlist is allowed (it
+    closes the room); opening nothing is a mistake."""
     sites = forms.sites(form, "sites")
-    categories = forms.choices(form, "categories", [c.name for c in policy.openable_categories()])
-    locked = sorted({policy.title(cat) for site in sites if (cat := policy.locked(site))})
-    if locked:
-        raise Invalid(f"Een van de sites valt in een categorie die nooit open mag ({', '.join(locked)}) / "
+    categories = forms.choices(form, "categories", [c.name for c in policy.openable_categories(opener)])
+    never = sorted({policy.title(cat) for site in sites if (cat := policy.locked(site))})
+    if never:
+        raise Invalid(f"Een van de sites valt in een categorie die nooit open mag ({', '.join(never)}) / "
                       f"One of the sites is in a category that can never be opened")
+    closed = sorted({policy.title(cat) for site in sites if (cat := policy.closed_to(site, opener))})
+    if closed:
+        raise Invalid(f"Een van de sites valt in een categorie die hier niet open mag ({', '.join(closed)}); "
+                      f"vraag via de leidinggevende een deblokkering aan bij ICT / One of the sites is in a "
+                      f"category that cannot be opened here; ask ICT for an unblock through your manager")
     if need_one and not sites and not categories:
         raise Invalid("Kies een categorie of noem een site / Choose a category or name a site")
     return sites, categories
 
 
-def _until(ctx: Ctx, form: FormData) -> dt.datetime:
-    if forms.text(form, "until_kind", limit=10) == "les":
-        end = ctx.policy.period_end(ctx.now)
-        if end is None or end <= ctx.now:
-            raise Invalid("Er loopt nu geen lesuur; kies een tijd / No lesson is running now; choose a time")
-        return end
-    return forms.local_time_today(form, "until", ctx.policy.tz, ctx.now, "Tot", "Until")
+def _when(ctx: Ctx, form: FormData) -> tuple[dt.datetime | None, dt.datetime]:
+    """(start or None for now, end) from the form: this lesson (in a break: the next one), until
+    a time today, a lesson on a later day, or a stretch of time."""
+    tz = ctx.policy.tz
+    kind = forms.text(form, "until_kind", limit=10)
+    if kind == "les":
+        lesson = ctx.policy.this_lesson(ctx.now)
+        if lesson is None:
+            raise Invalid("Er komt vandaag geen lesuur meer; kies een tijd / No lesson left today; choose a time")
+        return None, lesson.end
+    if kind == "lesuur":
+        day = forms.local_date(form, "day", tz, "Datum", "Date")
+        name = forms.text(form, "lesson", limit=64)
+        lesson = next((x for x in ctx.policy.lessons(day) if x.name == name), None)
+        if lesson is None:
+            raise Invalid("Dat lesuur is er die dag niet / That lesson is not on that day")
+        return lesson.start, lesson.end
+    if kind == "periode":
+        start = forms.local_datetime(form, "from", tz, "Van", "From")
+        until = forms.local_datetime(form, "to", tz, "Tot", "Until")
+        return start, until  # type: ignore[return-value]
+    return None, forms.local_time_today(form, "until", tz, ctx.now, "Tot", "Until")
+
+
+def _lessons(ctx: Ctx) -> dict[str, object]:
+    """What the form shows about time: this lesson (or the next, in a break) and the day's lessons."""
+    moment = ctx.policy.moment(ctx.now)
+    today = ctx.now.astimezone(ctx.policy.tz).date()
+    return {"period": moment.period, "period_kind": moment.period_kind, "period_end": moment.period_end,
+            "lesson": ctx.policy.this_lesson(ctx.now), "lesson_names": sorted(
+                {x.name for d in range(7) for x in ctx.policy.lessons(today + dt.timedelta(days=d))}),
+            "today": today.isoformat(), "now": ctx.now}
 
 
 def _zone(ctx: Ctx, form: FormData, zones: list[str]) -> str:
@@ -67,11 +99,9 @@ def classroom(ctx: Ctx) -> Response:
     openings = [{"o": o, "sites": sites_text(Sites.of(o.sites, o.categories), ctx.policy),
                  "mode": MODES.get(o.mode, (o.mode, ""))}
                 for o in sorted(found, key=lambda o: (o.zone, o.until))]
-    moment = ctx.policy.moment(ctx.now)
     return ctx.render("classroom.html", zones=zones, openings=openings, modes=MODES,
-                      categories=ctx.policy.openable_categories(), period=moment.period,
-                      period_kind=moment.period_kind, period_end=moment.period_end,
-                      done=flash(ctx, DONE))
+                      categories=ctx.policy.openable_categories("docent"), done=flash(ctx, DONE),
+                      typed=ctx.draft_at("/klas/openen"), **_lessons(ctx))
 
 
 def open_room(ctx: Ctx) -> Response:
@@ -84,12 +114,13 @@ def open_room(ctx: Ctx) -> Response:
         zones = [*zones, zone]
     zone = _zone(ctx, form, zones)
     mode = forms.choice(form, "mode", MODES, "werking", "mode")
-    sites, categories = _allowed_sites(form, ctx.policy, need_one=mode == "open")
-    until = _until(ctx, form)
+    sites, categories = _allowed_sites(form, ctx.policy, "docent", need_one=mode == "open")
+    start, until = _when(ctx, form)
     reason = forms.text(form, "reason") or TEACHER_REASON
     with ctx.store.write() as s:
         open_classroom(s, user=ctx.user, zone=zone, mode=mode, sites=sites, categories=categories,  # type: ignore[arg-type]
-                       until=until, reason=reason, now=ctx.now)
+                       until=until, start=start, reason=reason, now=ctx.now,
+                       openable=ctx.policy.openable_names("docent"))
     return ctx.redirect("/klas?ok=geopend")
 
 
@@ -111,19 +142,20 @@ def exams(ctx: Ctx) -> Response:
     running = [{"e": e, "sites": sites_text(Sites.of(e.sites, e.categories), ctx.policy)}
                for e in sorted(found, key=lambda e: (e.zone, e.until))]
     return ctx.render("exams.html", zones=zones, exams=running,
-                      categories=ctx.policy.openable_categories(), done=flash(ctx, DONE))
+                      categories=ctx.policy.openable_categories("examencoordinator"), done=flash(ctx, DONE),
+                      typed=ctx.draft_at("/examen/starten"), **_lessons(ctx))
 
 
 def begin_exam(ctx: Ctx) -> Response:
     assert ctx.form is not None and ctx.user is not None
     form = ctx.form
     zone = _zone(ctx, form, [z.name for z in ctx.policy.exam_zones()])
-    sites, categories = _allowed_sites(form, ctx.policy, need_one=False)
-    until = forms.local_time_today(form, "until", ctx.policy.tz, ctx.now, "Tot", "Until")
+    sites, categories = _allowed_sites(form, ctx.policy, "examencoordinator", need_one=False)
+    start, until = _when(ctx, form)
     reason = forms.required(form, "reason", "Welk examen", "Which exam")
     with ctx.store.write() as s:
-        start_exam(s, user=ctx.user, zone=zone, sites=sites, categories=categories, until=until,
-                   reason=reason, now=ctx.now)
+        start_exam(s, user=ctx.user, zone=zone, sites=sites, categories=categories, until=until, start=start,
+                   reason=reason, now=ctx.now, openable=ctx.policy.openable_names("examencoordinator"))
     return ctx.redirect("/examen?ok=examen")
 
 

@@ -86,6 +86,15 @@ def local_datetime(form: FormData, name: str, tz: ZoneInfo, nl: str, en: str,
     return when.replace(tzinfo=tz)
 
 
+def local_date(form: FormData, name: str, tz: ZoneInfo, nl: str, en: str) -> dt.date:
+    """<input type="date"> ("2026-12-07")."""
+    value = text(form, name, limit=20)
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{nl}: geen geldige datum / {en}: not a valid date") from None
+
+
 def local_time_today(form: FormData, name: str, tz: ZoneInfo, now: dt.datetime, nl: str, en: str) -> dt.datetime:
     """<input type="time"> ("11:20") today in the school's time zone; must lie ahead."""
     value = text(form, name, limit=10)

@@ -30,6 +30,7 @@ TILES = (
          "active_exclusions", "actief", "active"),
     Tile("/zaken", "Zaken (logbestanden inzien)", "Cases (reviewing logs)", frozenset({"directie", "ict"})),
     Tile("/logboek", "Toegangslogboek", "Access ledger", frozenset({"directie", "ict", "fg", "mr"})),
+    Tile("/gebruikers", "Gebruikers", "Accounts", frozenset({"ict"})),
 )
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from ..gateway import Engine
 from ..hosts import BadHost, normalize_host, parse_url
 from ..policy.compiled import CompiledPolicy
-from ..policy.timetable import Moment
+from ..policy.timetable import Lesson, Moment
 
 # Zone kinds a teacher can open or restrict, and where an exam can run.
 CLASSROOM_KINDS = frozenset({"classroom"})
@@ -63,7 +63,7 @@ class PolicyView:
         with self._lock:
             if time.monotonic() - self._checked >= RELOAD_EVERY_S:
                 self._checked = time.monotonic()
-                if self._engine.policy_changed():
+                if self._engine.reload_due(time.monotonic()):
                     self._engine.reload_policy()  # a bad file keeps the policy in force
                 self._engine.reload_lists()
             return self._engine
@@ -97,28 +97,55 @@ class PolicyView:
     def categories(self) -> list[CategoryView]:
         return [CategoryView(n, c.title, c.overridable) for n, c in self.policy.policy.categories.items()]
 
-    def openable_categories(self) -> list[CategoryView]:
-        return [c for c in self.categories() if c.overridable]
+    def openable_categories(self, opener: str = "ict") -> list[CategoryView]:
+        """The categories `opener` may open: docent (a classroom), examencoordinator (an exam's
+        allowlist), ict (a grant); the policy's opened_by."""
+        openable = self.policy.openable(opener)
+        return [c for c in self.categories() if c.name in openable]
+
+    def openable_names(self, opener: str) -> frozenset[str]:
+        return self.policy.openable(opener)
 
     def title(self, category: str) -> str:
         return self.policy.titles.get(category, category)
 
+    def exclusion_article(self) -> str:
+        """The article behind exclusions when an exclusion names none (the policy's articles)."""
+        return self.policy.articles.exclusion
+
     def locked(self, site: str) -> str | None:
-        """The not-overridable category a site falls in, or None. An unparsable site is not
-        locked here: the service refuses it as invalid."""
+        """A category the site falls in that nobody may open (`overridable: false`, or
+        `opened_by: []`), or None. An unparsable site is not locked here: the service refuses it
+        as invalid."""
         host = site_host(site)
         if host is None:
             return None
         engine = self._fresh()
-        hit = engine.ctx.categorizer.host(host) & engine.policy.locked
+        hit = engine.ctx.categorizer.host(host) & engine.policy.never
         return min(hit) if hit else None
 
+    def closed_to(self, site: str, opener: str) -> str | None:
+        """A category the site falls in that `opener` may not open, or None."""
+        host = site_host(site)
+        if host is None:
+            return None
+        engine = self._fresh()
+        hit = engine.ctx.categorizer.host(host) & engine.policy.closed_to[opener]
+        return min(hit) if hit else None
+
+    def closed_to_ict(self, site: str) -> str | None:
+        """A category of the site that ICT's grant may not open (what approval and extension refuse)."""
+        return self.closed_to(site, "ict")
+
     def locked_category(self, category: str) -> bool:
-        return category in self.policy.locked
+        return category in self.policy.never
 
     def moment(self, now: dt.datetime) -> Moment:
         return self.policy.clock.moment(now)
 
-    def period_end(self, now: dt.datetime) -> dt.datetime | None:
-        """When the current lesson (or break) ends: "until the end of this lesson"."""
-        return self.moment(now).period_end
+    def this_lesson(self, now: dt.datetime) -> Lesson | None:
+        """"This lesson": the one in progress or, in a break, the next one (None after the last)."""
+        return self.policy.clock.this_lesson(now)
+
+    def lessons(self, day: dt.date) -> list[Lesson]:
+        return self.policy.clock.lessons(day)

@@ -11,6 +11,7 @@ from ..hosts import BadHost, parse_url
 from ..state import Sites
 from ..workflow import Invalid
 from . import forms
+from .drafts import Draft
 from .policyview import GATEWAY_ROLES, PolicyView
 
 GROUNDS = {
@@ -89,3 +90,11 @@ def scope_values(policy: PolicyView, *, sites: tuple[str, ...] | list[str], zone
         "zone_choices": zone_choices(policy),
         "role_choices": role_choices(),
     }
+
+
+def typed_scope(values: dict[str, object], draft: Draft) -> dict[str, object]:
+    """The scope fields as `values` has them, or as they were typed in a form that came back."""
+    if not draft.action:
+        return values
+    return {**values, "sites": draft.get("sites"), "zones": set(draft.getlist("zones")),
+            "roles": set(draft.getlist("roles")), "start": draft.get("start"), "end": draft.get("end")}

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SESSION_COOKIE = "pw_sessie"
 CSRF_COOKIE = "pw_csrf"
+DRAFT_COOKIE = "pw_formulier"   # the token of a form kept over a login (drafts.py)
 CSRF_FIELD = "csrf"
 
 HEADERS = {
@@ -75,6 +76,10 @@ def session_cookie_name(request: Request) -> str:
 
 def csrf_cookie_name(request: Request) -> str:
     return f"__Host-{CSRF_COOKIE}" if is_https(request) else CSRF_COOKIE
+
+
+def draft_cookie_name(request: Request) -> str:
+    return f"__Host-{DRAFT_COOKIE}" if is_https(request) else DRAFT_COOKIE
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str) -> None:

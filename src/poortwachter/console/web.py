@@ -8,6 +8,10 @@ A route is declared with the roles that may use it (`PUBLIC`, `ANY_STAFF` or a s
 4. every POST must carry the CSRF token (the session's, or the anonymous double-submit cookie);
 5. the handler runs in a worker thread (the store and the templates are synchronous);
 6. the service's Forbidden, Invalid, Conflict and Throttled become 403, 400, 409 and 429 pages.
+
+A POST route may also name its `form` (the page the form is on, and that page's handler): then a
+refusal (Invalid) shows that page again with the error on the form and what was typed in it, and a
+post without a live session keeps what was typed for after the login (drafts.py).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -31,8 +35,11 @@ from ..clock import Clock
 from ..store.db import Store
 from ..workflow import ROLES, Conflict, Forbidden, Invalid, Throttled, User
 from ..workflow.errors import NotFound
+from ..workflow.notify import Notices, status_path
 from ..workflow.sessions import load_session
-from . import security
+from ..workflow.throttle import SourceThrottle
+from . import display, security
+from .drafts import NO_DRAFT, Draft, Drafts, from_this_site
 from .nav import tiles_for
 from .policyview import PolicyView
 from .security import CSRF_FIELD
@@ -63,6 +70,9 @@ class Console:
     policy: PolicyView
     clock: Clock
     env: Environment
+    drafts: Drafts = field(default_factory=Drafts)   # forms kept over a login (drafts.py)
+    sources: SourceThrottle = field(default_factory=SourceThrottle)   # the login brake per client address
+    notices: Notices | None = None   # e-mail notifications: None when the console sends no mail
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Ctx:
     session_token: str | None        # the cookie's token, valid or not
     form: FormData | None = None
     after: list[Callable[[Response], None]] = field(default_factory=list)  # cookie changes
+    draft: Draft | None = None       # what was typed in a form that came back (drafts.py)
 
     @property
     def store(self) -> Store:
@@ -84,15 +95,31 @@ class Ctx:
     def policy(self) -> PolicyView:
         return self.console.policy
 
+    @property
+    def notices(self) -> Notices | None:
+        return self.console.notices
+
     def render(self, template: str, code: int = 200, /, **values: Any) -> HTMLResponse:
         return render(self, template, code, **values)
 
     def redirect(self, path: str) -> RedirectResponse:
         return RedirectResponse(path, status_code=303)
 
+    def draft_at(self, action: str) -> Draft:
+        """What was typed in the form that posts to `action`, if that form came back; else empty."""
+        return (self.draft or NO_DRAFT).at(action)
+
 
 Handler = Callable[[Ctx], Response]
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Form(NamedTuple):
+    """Where a POST route's form is: the page's path ("/aanvragen/{request_id}", filled from the
+    POST's path parameters) and the handler that shows it."""
+
+    page: str
+    handler: Handler
 
 
 def make_env() -> Environment:
@@ -100,10 +127,15 @@ def make_env() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["ROLE_TITLES"] = ROLE_TITLES
     env.globals["nav_for"] = tiles_for
+    env.filters.update(site=display.site, host=display.host)
+    env.globals.update(person=display.person, role_title=display.role_title, STATE_TITLES=display.STATE_TITLES,
+                       STEP_TITLES=display.STEP_TITLES, GATEWAY_ROLE_TITLES=display.GATEWAY_ROLE_TITLES,
+                       EXCLUSION_STATE_TITLES=display.EXCLUSION_STATE_TITLES)
     return env
 
 
 def render(ctx: Ctx, template: str, code: int = 200, /, **values: Any) -> HTMLResponse:
+    values.setdefault("draft", ctx.draft or NO_DRAFT)
     return render_page(ctx.console, ctx.request, template, code, user=ctx.user, csrf=ctx.csrf, **values)
 
 
@@ -116,7 +148,7 @@ def render_page(console: Console, request: Request, template: str, code: int = 2
 
     page = console.env.get_template(template).render(
         user=user, csrf=csrf, csrf_field=CSRF_FIELD, path=request.url.path,
-        school=console.policy.school, when=when, **values)
+        school=console.policy.school, when=when, who=display.Names(console.store), **values)
     return HTMLResponse(page, status_code=code)
 
 
@@ -139,7 +171,7 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def page(roles: frozenset[str], handler: Handler) -> Endpoint:
+def page(roles: frozenset[str], handler: Handler, form: Form | None = None) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:
             return await guarded(request)
@@ -150,7 +182,7 @@ def page(roles: frozenset[str], handler: Handler) -> Endpoint:
         console: Console = request.app.state.console
         ctx = await run_in_threadpool(_visitor, request, console)
         if roles is not PUBLIC and ctx.user is None:
-            response = _login_needed(ctx)
+            response = await _keep_typed(ctx, form) or _login_needed(ctx)
         elif roles is not PUBLIC and ctx.user is not None and ctx.user.role not in roles:
             response = await run_in_threadpool(
                 error_page, ctx, 403, "Dit mag je met jouw rol niet doen.",
@@ -163,12 +195,16 @@ def page(roles: frozenset[str], handler: Handler) -> Endpoint:
                     return _finish(ctx, response)
                 ctx.form = await request.form(max_files=0, max_fields=300)
                 if not security.same(_field(ctx.form, CSRF_FIELD), ctx.csrf):
-                    response = await run_in_threadpool(
+                    # the form of a session that has ended since (expired, or another login)
+                    kept = await _keep_typed(ctx, form) if ctx.user or ctx.session_token else None
+                    response = kept or await run_in_threadpool(
                         error_page, ctx, 403,
                         "Het formulier is verlopen of niet van deze site. Laad de pagina opnieuw.",
                         "The form has expired or did not come from this site. Reload the page.")
                     return _finish(ctx, response)
-            response = await run_in_threadpool(_run, handler, ctx)
+            elif request.method == "GET":
+                _take_typed(ctx)
+            response = await run_in_threadpool(_run, handler, ctx, form)
         return _finish(ctx, response)
 
     endpoint.__name__ = getattr(handler, "__name__", "endpoint")
@@ -255,7 +291,36 @@ def _login_needed(ctx: Ctx) -> Response:
     return error_page(ctx, 401, "Log eerst in.", "Please log in first.", login_link=True)
 
 
-def _run(handler: Handler, ctx: Ctx) -> Response:
+async def _keep_typed(ctx: Ctx, form: Form | None) -> Response | None:
+    """A form posted from this console without a live session: keep what was typed and send the
+    person to log in (or, logged in again since, back to the form). None: not such a post."""
+    request = ctx.request
+    if form is None or request.method != "POST" or not from_this_site(request) or _too_large(request):
+        return None
+    if ctx.form is None:
+        ctx.form = await request.form(max_files=0, max_fields=300)
+    back = form.page.format(**request.path_params)
+    token = ctx.console.drafts.keep(back, Draft.of(request.url.path, ctx.form, resumed=True))
+    if ctx.user is None:
+        response = ctx.redirect("/inloggen?verlopen=1&volgende=" + quote(back, safe=""))
+    else:
+        response = ctx.redirect(back)
+    security.set_cookie(response, request, security.draft_cookie_name(request), token)
+    return response
+
+
+def _take_typed(ctx: Ctx) -> None:
+    """The kept form for this page, if the browser holds one (once; see drafts.py)."""
+    name = security.draft_cookie_name(ctx.request)
+    token = ctx.request.cookies.get(name)
+    if not token or ctx.user is None:
+        return
+    ctx.draft = ctx.console.drafts.take(token, ctx.request.url.path)
+    if ctx.draft is not None or not ctx.console.drafts.knows(token):
+        ctx.after.append(lambda r: security.delete_cookie(r, ctx.request, name))
+
+
+def _run(handler: Handler, ctx: Ctx, form: Form | None = None) -> Response:
     try:
         return handler(ctx)
     except Forbidden as exc:
@@ -263,15 +328,21 @@ def _run(handler: Handler, ctx: Ctx) -> Response:
     except NotFound as exc:
         return error_page(ctx, 404, *split_message(str(exc)), back=True)
     except Invalid as exc:
+        if form is not None and ctx.form is not None:
+            # the form again, with the error on it and what was typed in it
+            ctx.draft = Draft.of(ctx.request.url.path, ctx.form, error=split_message(str(exc)))
+            response = _run(form.handler, ctx)
+            if response.status_code == 200:
+                response.status_code = 400
+            return response
         return error_page(ctx, 400, *split_message(str(exc)), back=True)
     except Conflict as exc:
         nl, en = split_message(str(exc)) if str(exc) else (
             "Iemand anders heeft dit net al afgehandeld.", "Someone else has just dealt with this.")
         return error_page(ctx, 409, nl, en, back=True)
     except Throttled as exc:
-        response = error_page(ctx, 429, "Te veel mislukte pogingen. Probeer het over een kwartier opnieuw.",
-                              "Too many failed attempts. Try again in a quarter of an hour.")
-        response.headers["Retry-After"] = str(max(1, int(getattr(exc, "retry_after", 900))))
+        response = error_page(ctx, 429, *split_message(str(exc)))
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
 
@@ -282,7 +353,7 @@ def _finish(ctx: Ctx, response: Response) -> Response:
 
 
 def status_link(request_id: int, token: str) -> str:
-    return f"/aanvraag/{request_id}?t={quote(token, safe='')}"
+    return status_path(request_id, token)
 
 
 def flash(ctx: Ctx, messages: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:

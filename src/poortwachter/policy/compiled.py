@@ -9,7 +9,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..state import Sites, suffix_in
-from .model import Action, Inspection, Policy, Role, Rule, Service, Zone, ZoneKind
+from .model import OPENERS, Action, Inspection, Policy, Role, Rule, Service, Zone, ZoneKind
 from .timetable import Clockwork
 
 NONE: frozenset[str] = frozenset()
@@ -147,6 +147,12 @@ class CompiledPolicy:
         self.site_paths = tuple(site_paths)
         self.titles = {name: cat.title for name, cat in policy.categories.items()}
         self.locked = frozenset(n for n, c in policy.categories.items() if not c.overridable)
+        # per opener (docent, examencoordinator, ict): the categories it may NOT open; a request in
+        # one of these is never opened by that opener's classroom opening, exam allowlist or grant
+        self.closed_to = {opener: frozenset(n for n, c in policy.categories.items() if opener not in c.openers)
+                          for opener in OPENERS}
+        self.never = frozenset(n for n, c in policy.categories.items() if not c.openers)   # nobody opens these
+        self.articles = policy.articles
         self.locked_source = {n: c.source for n, c in policy.categories.items()}
         self.no_decrypt = Sites.of(policy.no_decrypt.sites, policy.no_decrypt.categories)
         self.school_environment = Sites.of(policy.school_environment.sites, policy.school_environment.categories)
@@ -223,6 +229,10 @@ class CompiledPolicy:
             if service.covers(zone, host, port, protocol):
                 return service
         return None
+
+    def openable(self, opener: str) -> frozenset[str]:
+        """The categories `opener` (docent, examencoordinator, ict) may open (opened_by)."""
+        return frozenset(self.titles) - self.closed_to[opener]
 
     def undecrypted(self, host: str, categories: frozenset[str]) -> bool:
         """Never intercept banking, health, government login, even in an intercept zone."""

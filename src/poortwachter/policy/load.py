@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .model import Path, Policy, cross_references
+from .model import Path, Policy, cross_references, warnings
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,15 @@ def _message(error: dict[str, Any]) -> str:
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
     return msg
+
+
+def policy_warnings(file: FilePath | str) -> list[Problem]:
+    """Warnings about a valid policy file (policy.model.warnings), with their lines."""
+    file = FilePath(file)
+    text = file.read_text(encoding="utf-8")
+    lines = _Lines(yaml.compose(text, Loader=yaml.SafeLoader))
+    policy = parse_policy(text, str(file))
+    return [Problem(str(file), lines.line(path), format_path(path), msg) for path, msg in warnings(policy)]
 
 
 def parse_policy(text: str, filename: str) -> Policy:

@@ -153,18 +153,58 @@ class Timetable(Strict):
         return value
 
 
+class Opener(StrEnum):
+    """Who may open a category, and so how: a teacher for their own classroom (a classroom
+    opening), the exam coordinator in an exam's allowlist, ICT with a grant on request."""
+
+    docent = "docent"
+    examencoordinator = "examencoordinator"
+    ict = "ict"
+
+
+OPENERS = tuple(o.value for o in Opener)
+
+
 class Category(Strict):
     title: str = Field(description="Dutch first, English second, e.g. 'Pornografie / Pornography'")
     lists: list[str] = Field([], description="installed list names (UT1 categories, hosts lists)")
     sites: list[Site] = Field([], description="the school's own entries: domains (with subdomains) or domain/path")
     overridable: bool = Field(True, description="false: no grant, opening or exception can ever open it")
+    opened_by: list[Opener] | None = Field(
+        None, description="who may open it: docent (a classroom opening), examencoordinator (an exam's allowlist), "
+                          "ict (a grant on request, on a ground of the reglement); [] never; absent: [ict]")
     source: str = Field("", description="article that makes this category forbidden, shown when it blocks")
 
     @model_validator(mode="after")
     def _something(self) -> Category:
         if not self.lists and not self.sites:
             raise ValueError("a category needs lists, sites or both")
+        if not self.overridable and self.opened_by:
+            raise ValueError("a category that is not overridable can be opened by nobody: leave out opened_by")
         return self
+
+    @property
+    def openers(self) -> frozenset[str]:
+        """Who may open it, as the policy means it (see opened_by)."""
+        if not self.overridable:
+            return frozenset()
+        if self.opened_by is None:
+            return frozenset({Opener.ict.value})
+        return frozenset(o.value for o in self.opened_by)
+
+
+class Articles(Strict):
+    """The articles of the school's reglement behind decisions that people take in the console:
+    every verdict of a grant, a classroom opening, an exam or an exclusion cites one of these."""
+
+    unblock: str = Field("reglement: tijdelijke deblokkering via ICT / temporary unblock through ICT",
+                         min_length=1, description="a site opened (temporarily) through ICT on request")
+    classroom: str = Field("reglement: de docent bepaalt het gebruik in de les / the teacher decides in class",
+                           min_length=1, description="a teacher opens or restricts their classroom")
+    exam: str = Field("reglement: examens en toetsen / exams and tests", min_length=1,
+                      description="exam mode: only the exam's allowlist")
+    exclusion: str = Field("reglement: uitsluiting van het netwerk / exclusion from the network", min_length=1,
+                           description="a person or device excluded from the network as a sanction")
 
 
 class Allowlist(Strict):
@@ -225,6 +265,40 @@ Port = Annotated[int | str, BeforeValidator(_not_a_bool), AfterValidator(_port)]
 ConnectPort = Annotated[int, Field(ge=1, le=65535), BeforeValidator(_not_a_bool)]
 
 
+class Fairness(Strict):
+    """How much of the gateway one client address may hold (addons/fairness.py), so that a broken
+    or hostile device cannot take it from every other client."""
+
+    max_connections_per_client: int = Field(
+        256, ge=16, le=100_000, strict=True,
+        description="connections one client address may have open at once; one more is refused at once (a "
+                    "browser uses at most about 32 through the proxy, 256 when redirected)")
+    shared_addresses: dict[Network, Annotated[int, Field(ge=16, le=1_000_000, strict=True)]] = Field(
+        {}, description="addresses or networks behind which many devices share one address (a NAT'd guest "
+                        "network, a terminal server), each with its own cap per address, e.g. {10.99.0.1: 4000}")
+    header_seconds: int = Field(
+        15, ge=1, le=300, strict=True,
+        description="seconds a client has to send a whole request head, from connecting (or the tunnel "
+                    "opening, or the first byte of its next request); then the connection is closed")
+    idle_seconds: int = Field(
+        60, ge=1, le=3600, strict=True,
+        description="seconds a kept-alive connection may wait for its next request")
+    max_request_line_bytes: int = Field(
+        16_384, ge=1024, le=1_048_576, strict=True,
+        description="longest request line (method, target, version); a longer one gets 414")
+    max_header_bytes: int = Field(
+        65_536, ge=4096, le=4_194_304, strict=True,
+        description="largest header section of a request (every header line); a larger one gets 431")
+
+    @model_validator(mode="after")
+    def _shared_above_default(self) -> Fairness:
+        for network, cap in self.shared_addresses.items():
+            if cap < self.max_connections_per_client:
+                raise ValueError(f"shared_addresses: {network}: {cap} is below max_connections_per_client "
+                                 f"({self.max_connections_per_client}); a shared address needs more, not fewer")
+        return self
+
+
 class Settings(Strict):
     unblock_url: str = Field("http://127.0.0.1:8090/deblokkeren", description="block page link to request an unblock")
     unknown_clients: Literal["guest", "refuse"] = "guest"
@@ -236,9 +310,14 @@ class Settings(Strict):
     missing_lists: Literal["block", "allow"] = Field(
         "block", description="when a list the policy names is not installed or empty: block (only the school "
                              "environment and no-decrypt sites work, page 'filter niet gereed') or allow (with a warning)")
+    unlock: list[Name] = Field(
+        [], description="categories that were never to be opened (overridable: false) and that this version of the "
+                        "policy deliberately stops blocking; without this a running gateway refuses such a reload")
     gate_source: str = Field(
         "", description="article behind refusing what the gateway cannot judge: other ports, streams that are "
                         "not web traffic, hidden ECH destinations, names that do not match the address dialled")
+    fairness: Fairness = Field(Fairness(), description="what one client address may hold: connections, and time "
+                                                       "and bytes for a request head")
 
 
 class Service(Strict):
@@ -396,11 +475,15 @@ class Policy(Strict):
     categories: dict[Name, Category] = {}
     no_decrypt: NoDecrypt = NoDecrypt()
     school_environment: SchoolEnvironment = Field(
-        SchoolEnvironment(), description="what stays reachable while the filter is not ready (missing lists)")
+        SchoolEnvironment(), description="the school's own environment (Magister, Office 365, the ELO): stays "
+                                         "reachable while the filter is not ready and when a teacher restricts a room")
+    articles: Articles = Field(Articles(), description="the articles behind grants, classroom openings, exams and "
+                                                       "exclusions")
     services: list[Service] = Field([], description="traffic other than the web that zones may send")
     dns: Dns = Dns()
-    rules: list[Rule] = []
-    default: Literal["allow", "block"] = "allow"
+    rules: list[Rule] = Field(description="first match wins; a policy must say them ([] for none): a file cut "
+                                          "off before its rules is not a policy")
+    default: Literal["allow", "block"] = Field(description="what happens when no rule matches (required)")
     default_source: str = Field("", description="article behind the default, if any")
     sensor: Sensor | None = Field(None, description="the network sensor; without it: defaults, no gateway or DHCP list")
 
@@ -420,6 +503,24 @@ def time_tags(policy: Policy) -> frozenset[str]:
     words.update(h.name for h in tt.holidays)
     words.update(s.name for s in tt.special_days)
     return frozenset(words)
+
+
+def warnings(policy: Policy) -> list[tuple[Path, str]]:
+    """What is valid but probably not what the school means, each with the path to look at."""
+    found: list[tuple[Path, str]] = []
+    always_blocked: dict[str, str] = {}       # category -> a rule that blocks it everywhere at every moment
+    for rule in policy.rules:
+        if rule.action is Action.block and rule.when is None and rule.zones is None:
+            for cat in rule.categories or []:
+                always_blocked.setdefault(cat, rule.name)
+    for name, cat in policy.categories.items():
+        rule = always_blocked.get(name)
+        if rule is not None and Opener.docent in (cat.opened_by or []):
+            found.append((("categories", name, "opened_by"),
+                          f"waarschuwing: een docent kan deze verboden categorie openzetten (regel {rule!r} blokkeert "
+                          f"haar altijd) / warning: a teacher can open this forbidden category (rule {rule!r} "
+                          f"blocks it at all times)"))
+    return found
 
 
 def cross_references(policy: Policy) -> list[tuple[Path, str]]:

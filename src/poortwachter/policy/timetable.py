@@ -25,6 +25,13 @@ class Moment:
     period_end: dt.datetime | None  # when the current period ends (for "until the end of this lesson")
 
 
+@dataclass(frozen=True, slots=True)
+class Lesson:
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+
+
 def _at(day: dt.date, hhmm: str, tz: ZoneInfo) -> dt.datetime:
     hour, minute = map(int, hhmm.split(":"))
     return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
@@ -55,8 +62,27 @@ class Clockwork:
         self._last_when, self._last = when, hit
         return hit
 
-    def _compute(self, local: dt.datetime) -> Moment:
-        day = local.date()
+    def lessons(self, day: dt.date) -> list[Lesson]:
+        """The lessons of a school day, in order (none on a holiday or a day without school)."""
+        return [Lesson(p.name, _at(day, p.start, self.tz), _at(day, p.end, self.tz))
+                for p in self._periods(day) if p.kind == "lesson"]
+
+    def this_lesson(self, when: dt.datetime) -> Lesson | None:
+        """What "this lesson" means to a teacher at `when`: the lesson in progress, or in a break
+        (or before the first lesson) the next lesson of the day; None after the last one."""
+        for lesson in self.lessons(when.astimezone(self.tz).date()):
+            if when < lesson.end:
+                return lesson
+        return None
+
+    def _periods(self, day: dt.date) -> list[Period]:
+        holiday, schedule_name, _ = self._day(day)
+        if holiday or schedule_name is None:
+            return []
+        return sorted(self.tt.schedules[schedule_name], key=lambda p: p.start)
+
+    def _day(self, day: dt.date) -> tuple[bool, str | None, set[str]]:
+        """(a holiday?, the day's schedule name, the day's tags)."""
         tags: set[str] = set()
         for holiday in self.tt.holidays:
             if holiday.start <= day <= holiday.end:
@@ -69,9 +95,14 @@ class Clockwork:
                 tags.update((special.kind, special.name))
                 if special.schedule is not None:
                     schedule_name = special.schedule
-        if "holiday" in tags or schedule_name is None:
+        return "holiday" in tags, schedule_name, tags
+
+    def _compute(self, local: dt.datetime) -> Moment:
+        day = local.date()
+        holiday, schedule_name, tags = self._day(day)
+        if holiday or schedule_name is None:
             return Moment(frozenset(tags), None, None, None)
-        periods: list[Period] = sorted(self.tt.schedules[schedule_name], key=lambda p: p.start)
+        periods = self._periods(day)
         tags.add("school_day")
         hhmm = local.strftime("%H:%M")
         if periods and periods[0].start <= hhmm < periods[-1].end:

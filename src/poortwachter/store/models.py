@@ -49,6 +49,7 @@ GROUNDS = ("lesstof", "professioneel")
 # migration and the models can be compared column by column.
 NAME = 200
 SUBJECT = 64   # an IPv6 network with prefix fits in 43 characters
+EMAIL = 254    # the longest address SMTP carries (RFC 5321)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -200,9 +201,10 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(32))
     password_hash: Mapped[str] = mapped_column(Text)          # argon2id, PHC string
     zones: Mapped[list[str]]                                   # the classroom zones a docent controls
-    active: Mapped[bool] = mapped_column(Boolean)
+    active: Mapped[bool] = mapped_column(Boolean)           # False: disabled, cannot log in
     created_at: Mapped[dt.datetime]
     created_by: Mapped[str] = mapped_column(String(NAME))
+    email: Mapped[str | None] = mapped_column(String(EMAIL))  # for notifications; optional
 
 
 class SessionRow(Base):
@@ -217,18 +219,6 @@ class SessionRow(Base):
     created_at: Mapped[dt.datetime]
     last_seen_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
-
-
-class LoginAttemptRow(Base):
-    """Recent login attempts, only as long as throttling needs them (purged after the window)."""
-
-    __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(NAME))
-    at: Mapped[dt.datetime] = mapped_column(index=True)
-    success: Mapped[bool] = mapped_column(Boolean)
 
 
 class UnblockRequestRow(Base):
@@ -265,6 +255,7 @@ class UnblockRequestRow(Base):
     decided_at: Mapped[dt.datetime | None]
     decision_reason: Mapped[str] = mapped_column(Text)
     grant_id: Mapped[int | None] = mapped_column(ForeignKey("grants.id"))
+    requester_email: Mapped[str | None] = mapped_column(String(EMAIL))  # the requester may leave one
 
 
 # --- the audit log ----------------------------------------------------------------------------
@@ -506,3 +497,80 @@ class DownloadLimitRow(Base):
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
     expired_at: Mapped[dt.datetime | None]   # set once by the expiry sweep (workflow)
+
+
+# --- account administration: one-time password links, login throttling -------------------------
+# Appended section; its imports are here so that edits above and below do not collide.
+from sqlalchemy import Boolean as _AcBoolean  # noqa: E402
+from sqlalchemy import CheckConstraint as _AcCheck  # noqa: E402
+from sqlalchemy import ForeignKey as _AcForeignKey  # noqa: E402
+from sqlalchemy import Integer as _AcInteger  # noqa: E402
+from sqlalchemy import String as _AcString  # noqa: E402
+
+
+class PasswordResetRow(Base):
+    """A one-time link with which a user chooses a new password. Only the SHA-256 of the link's
+    token is stored: a copy of the database does not let anyone set a password."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(_AcInteger, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(_AcString(64), unique=True)
+    user_id: Mapped[int] = mapped_column(_AcForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    used: Mapped[bool] = mapped_column(_AcBoolean)
+
+
+class LoginThrottleRow(Base):
+    """Failed logins per username since its last success, as long as throttling needs them
+    (workflow/throttle.py). Never a client address: the per-address brake lives in the console's
+    memory. Unknown usernames get a row too, so the throttle does not tell which names exist."""
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (_AcCheck("failures > 0", name="failures"),)
+
+    username: Mapped[str] = mapped_column(_AcString(NAME), primary_key=True)
+    failures: Mapped[int] = mapped_column(_AcInteger)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+# --- e-mail notifications: the outbox -----------------------------------------------------------
+# A section of its own; its imports are here so that edits above and below do not collide.
+from sqlalchemy import CheckConstraint as _MlCheck  # noqa: E402
+from sqlalchemy import ForeignKey as _MlForeignKey  # noqa: E402
+from sqlalchemy import Index as _MlIndex  # noqa: E402
+from sqlalchemy import Integer as _MlInteger  # noqa: E402
+from sqlalchemy import String as _MlString  # noqa: E402
+from sqlalchemy import Text as _MlText  # noqa: E402
+
+# pending: still to send (at `due_at`); sent; failed: given up (refused for good, or too old).
+OUTBOX_STATES = ("pending", "sent", "failed")
+MAIL_SUBJECT = 200
+MAIL_ERROR = 200   # an exception's type and an SMTP code, never a server's words (they echo addresses)
+
+
+class OutboxRow(Base):
+    """One e-mail to one recipient, written in the transaction of the workflow step that causes
+    it and sent later by the console (workflow/outbox.py). Once sent or given up, its recipient
+    and body are erased: the row then only says that a mail of this kind went out, or did not."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        _MlCheck(f"status IN ({', '.join(repr(s) for s in OUTBOX_STATES)})", name="status"),
+        _MlCheck("attempts >= 0", name="attempts"),
+        _MlIndex("ix_outbox_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_MlInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(_MlString(32))     # the request's new status: submitted, endorsed, ...
+    request_id: Mapped[int | None] = mapped_column(_MlForeignKey("unblock_requests.id"), index=True)
+    recipient: Mapped[str] = mapped_column(_MlString(EMAIL))   # "" once sent or given up
+    subject: Mapped[str] = mapped_column(_MlString(MAIL_SUBJECT))
+    body: Mapped[str] = mapped_column(_MlText)                 # "" once sent or given up
+    status: Mapped[str] = mapped_column(_MlString(16))
+    created_at: Mapped[dt.datetime]
+    due_at: Mapped[dt.datetime | None]        # the next attempt; None once sent or given up
+    sent_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(_MlInteger)
+    last_error: Mapped[str | None] = mapped_column(_MlString(MAIL_ERROR))

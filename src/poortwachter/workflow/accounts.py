@@ -1,10 +1,11 @@
-"""Console accounts: argon2id password hashes and login throttling.
+"""Console accounts: argon2id password hashes, creation, and the login with its throttle.
 
-Throttling is per username: after 5 failed attempts within 15 minutes that username is locked for
-the rest of that window (a success in between starts the count again). Attempts made while locked
-are refused without checking the password and are not recorded, so an attacker cannot keep an
-account locked for longer than one window by hammering it, nor use it to time the hash.
-Attempt rows are purged once they are older than the window: they are not an audit log.
+Throttling is by growing delays, never a lockout (see throttle.py). Here is the per-username
+brake: failures since the last success are counted in `login_throttle` (one row per username,
+unknown ones too); while its wait runs an attempt is refused without checking the password and
+is not counted, so an attacker can neither lengthen the wait nor use it to time the hash. The
+per-address brake is the caller's (the console keeps it in memory). What ICT does to existing
+accounts (disable, reset, role, zones, e-mail) is in useradmin.py.
 """
 
 from __future__ import annotations
@@ -12,25 +13,25 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, text as sql
+from sqlalchemy import delete, select
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
 from ..store import repo
-from ..store.models import NAME, LoginAttemptRow, UserRow
-from .common import ROLES, User, aware, change, names, text
+from ..store.models import NAME, LoginThrottleRow, UserRow
+from .common import ROLES, User, aware, change, email_address, names, text
 from .errors import Conflict, Invalid, Throttled
+from .throttle import ACCOUNT, FORGET
 
-MAX_FAILURES = 5
-WINDOW = dt.timedelta(minutes=15)
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024          # argon2 takes any length; a megabyte "password" is a denial of service
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 # pg_advisory_xact_lock(namespace, hashtext(username)): one login at a time per username, so 50
-# parallel guesses cannot all see "4 failures so far".
+# parallel guesses cannot all see "9 failures so far".
 LOGIN_LOCK_NAMESPACE = 0x706F7274  # "port"
 
 HASHER = PasswordHasher()    # argon2id with argon2-cffi's current recommended parameters
@@ -42,6 +43,11 @@ def _dummy_hash() -> str:
     return HASHER.hash("poortwachter-dummy-password")
 
 
+def login_name(username: str | None) -> str:
+    """A typed username as the login looks it up and throttles it: trimmed, lower case, bounded."""
+    return (username or "").strip().lower()[:NAME]
+
+
 def _username(username: str) -> str:
     name = (username or "").strip().lower()
     if not USERNAME.fullmatch(name):
@@ -50,37 +56,44 @@ def _username(username: str) -> str:
     return name
 
 
-def _password(password: str) -> str:
+def hash_password(password: str) -> str:
+    """The argon2id hash of an acceptable password (Invalid otherwise). Takes a while: call it
+    before taking the writer's lock."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise Invalid(f"Wachtwoord te kort (min. {MIN_PASSWORD} tekens) / "
                       f"Password too short (min. {MIN_PASSWORD} characters)")
     if len(password) > MAX_PASSWORD:
         raise Invalid("Wachtwoord te lang / Password too long")
-    return password
+    return HASHER.hash(password)
 
 
-def _user(row: UserRow) -> User:
+def user_of(row: UserRow) -> User:
     return User(id=row.id, username=row.username, display_name=row.display_name, role=row.role,
                 zones=tuple(row.zones))
 
 
 def create_user(s: Session, *, username: str, display_name: str, role: str, password: str,
-                zones: Iterable[str] = (), actor: str, now: dt.datetime) -> int:
+                zones: Iterable[str] = (), actor: str, now: dt.datetime, email: str | None = None,
+                zone_names: Collection[str] | None = None) -> int:
     """A new console account; the password is stored only as an argon2id hash. Who may create
-    accounts is the caller's business (the CLI for the first ICT account, the console for ICT)."""
+    accounts is the caller's business (the CLI for the first ICT account; useradmin.add_user
+    checks for ICT). With `zone_names` (the policy's zones) every zone must be one of them."""
     now = aware(now, "Tijd", "Time")
     name = _username(username)
     shown = text(display_name, "Naam", "Name", limit=NAME)
     if role not in ROLES:
         raise Invalid("Onbekende rol / Unknown role")
-    zone_names = names(zones, "Zones", "Zones")
+    zone_list = names(zones, "Zones", "Zones")
+    if zone_names is not None:
+        check_zones(zone_list, zone_names)
+    address = email_address(email)
     who = text(actor, "Wie", "Actor", limit=NAME)
-    hashed = HASHER.hash(_password(password))   # before the lock: hashing takes a while
+    hashed = hash_password(password)   # before the lock: hashing takes a while
     repo.lock_revision(s)
     if s.scalar(select(UserRow.id).where(UserRow.username == name)) is not None:
         raise Conflict("Gebruikersnaam bestaat al / Username already exists")
     row = UserRow(username=name, display_name=shown, role=role, password_hash=hashed,
-                  zones=list(zone_names), active=True, created_at=now, created_by=who)
+                  zones=list(zone_list), active=True, created_at=now, created_by=who, email=address)
     s.add(row)
     s.flush()
     change(s, actor=who, kind="add", obj="user", object_id=row.id, at=now,
@@ -88,27 +101,33 @@ def create_user(s: Session, *, username: str, display_name: str, role: str, pass
     return row.id
 
 
-def authenticate(s: Session, *, username: str, password: str, source: str,
-                 now: dt.datetime) -> User | None:
-    """The user if the password is right, else None; every answer is recorded for throttling.
-    Raises Throttled while the username is locked. `source` ("console", "cli") is accepted for
-    the caller's own bookkeeping but not stored: throttling is per username, and a client
-    address has no place in this table."""
+def check_zones(zones: Iterable[str], zone_names: Collection[str]) -> None:
+    """Every zone must be one the policy names. The refusal lists the policy's zones, never the
+    refused values (they are the caller's input)."""
+    if any(z not in zone_names for z in zones):
+        allowed = ", ".join(sorted(zone_names)) or "-"
+        raise Invalid(f"Onbekende zone; het beleid kent: {allowed} / Unknown zone; the policy has: {allowed}")
+
+
+def authenticate(s: Session, *, username: str, password: str, source: str, now: dt.datetime,
+                 known_source: bool = False) -> User | None:
+    """The user if the password is right and the account active, else None; a failure counts
+    for the username's brake, a success clears it. Raises Throttled while that brake holds,
+    unless `known_source`: the caller remembers that this client logged in as this username
+    before (throttle.SourceThrottle). `source` ("console", "cli") names the door for the
+    caller's own bookkeeping; it is not stored, and no client address is."""
     del source
     now = aware(now, "Tijd", "Time")
-    name = (username or "").strip().lower()[:NAME]
+    name = login_name(username)
     if s.get_bind().dialect.name == "postgresql":
         s.execute(sql("SELECT pg_advisory_xact_lock(:ns, hashtext(:name))"),
                   {"ns": LOGIN_LOCK_NAMESPACE, "name": name})
     _purge(s, now)
-    recent = LoginAttemptRow.username == name, LoginAttemptRow.at > now - WINDOW
-    last_success = s.scalar(select(func.max(LoginAttemptRow.at)).where(*recent, LoginAttemptRow.success))
-    failures = select(LoginAttemptRow.at).where(*recent, LoginAttemptRow.success.is_(False))
-    if last_success is not None:
-        failures = failures.where(LoginAttemptRow.at > last_success)
-    times = list(s.scalars(failures.order_by(LoginAttemptRow.at.desc()).limit(MAX_FAILURES)))
-    if len(times) >= MAX_FAILURES:
-        raise Throttled(int((times[-1] + WINDOW - now).total_seconds() + 0.999))
+    brake = s.get(LoginThrottleRow, name)
+    if brake is not None and not known_source:
+        wait = ACCOUNT.retry_after(brake.failures, brake.last_failure_at, now)
+        if wait:
+            raise Throttled(wait)
 
     row = s.scalar(select(UserRow).where(UserRow.username == name)) if name else None
     ok = False
@@ -117,32 +136,41 @@ def authenticate(s: Session, *, username: str, password: str, source: str,
             ok = HASHER.verify(row.password_hash if row is not None else _dummy_hash(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
-    ok = ok and row is not None and row.active
-    s.add(LoginAttemptRow(username=name, at=now, success=ok))
-    if not ok or row is None:
+    if not ok or row is None or not row.active:
+        if brake is None:
+            s.add(LoginThrottleRow(username=name, failures=1, last_failure_at=now))
+        else:
+            brake.failures, brake.last_failure_at = brake.failures + 1, now
         s.flush()
         return None
+    if brake is not None:
+        s.delete(brake)
     if HASHER.check_needs_rehash(row.password_hash):
         row.password_hash = HASHER.hash(password)   # parameters moved on since this hash was made
     s.flush()
-    return _user(row)
+    return user_of(row)
+
+
+def clear_throttle(s: Session, username: str) -> None:
+    """Forget a username's failures (a new password was set: the real user starts afresh)."""
+    s.execute(delete(LoginThrottleRow).where(LoginThrottleRow.username == username))
 
 
 def _purge(s: Session, now: dt.datetime) -> None:
     # SKIP LOCKED (PostgreSQL; SQLite has one writer anyway): two logins purging the same old
     # rows must not wait for, let alone deadlock on, each other. A row skipped now goes next time.
-    old = (select(LoginAttemptRow.id).where(LoginAttemptRow.at <= now - WINDOW)
+    old = (select(LoginThrottleRow.username).where(LoginThrottleRow.last_failure_at <= now - FORGET)
            .with_for_update(skip_locked=True))
-    s.execute(delete(LoginAttemptRow).where(LoginAttemptRow.id.in_(old.scalar_subquery())))
+    s.execute(delete(LoginThrottleRow).where(LoginThrottleRow.username.in_(old.scalar_subquery())))
 
 
 def get_user(s: Session, user_id: int) -> User | None:
     """An active account, or None."""
     row = s.get(UserRow, user_id)
-    return _user(row) if row is not None and row.active else None
+    return user_of(row) if row is not None and row.active else None
 
 
 def list_users(s: Session) -> list[User]:
     """Active accounts, by username."""
     rows = s.scalars(select(UserRow).where(UserRow.active).order_by(UserRow.username))
-    return [_user(r) for r in rows]
+    return [user_of(r) for r in rows]

@@ -68,20 +68,31 @@ class ExclusionView:
 
 def open_classroom(s: Session, *, user: User, zone: str, mode: Literal["open", "allowlist"],
                    sites: Iterable[str] = (), categories: Iterable[str] = (), until: dt.datetime,
-                   reason: str, now: dt.datetime) -> int:
+                   reason: str, now: dt.datetime, start: dt.datetime | None = None,
+                   openable: Iterable[str] | None = None) -> int:
     """`open`: let these sites/categories through in the zone until `until` (usually the end of
-    the lesson); `allowlist`: restrict the zone to only these (none: close the room)."""
+    the lesson); `allowlist`: restrict the zone to only these (none: close the room). `start`
+    plans it ahead (a later lesson); `openable`: the categories a teacher may open (the policy's
+    `opened_by: [docent]`; None: any). A decision that starts now replaces what the room had
+    (the earlier opening or restriction ends, recorded as replaced)."""
     require_role(user, "docent", "ict")
     zone_name = text(zone, "Zone", "Zone")
     _own_zone(user, zone_name)
     if mode not in ("open", "allowlist"):
         raise Invalid("Modus moet 'open' of 'allowlist' zijn / Mode must be 'open' or 'allowlist'")
-    now, end = _ahead(until, now)
+    now, begin, end = _window(start, until, now)
     site_list, category_list = _sites(sites), names(categories, "Categorieën", "Categories")
+    _openable(category_list, openable, "een docent", "a teacher")
     why = text(reason, "Reden", "Reason")
+    if begin is None:
+        for row in s.scalars(_not_ended(OpeningRow, now).where(OpeningRow.zone == zone_name)
+                             .where(or_(OpeningRow.start.is_(None), OpeningRow.start <= now))):
+            with repo_input():
+                repo.revoke_opening(s, row.id, actor=actor_of(user), now=now,
+                                    reason="vervangen door een nieuw besluit / replaced by a new decision")
     with repo_input():
         return repo.add_opening(s, zone=zone_name, mode=mode, sites=site_list, categories=category_list,
-                                until=end, actor=actor_of(user), reason=why, now=now)
+                                until=end, start=begin, actor=actor_of(user), reason=why, now=now)
 
 
 def end_opening(s: Session, opening_id: int, *, user: User, reason: str, now: dt.datetime) -> None:
@@ -93,16 +104,20 @@ def end_opening(s: Session, opening_id: int, *, user: User, reason: str, now: dt
 # --- exams -----------------------------------------------------------------------------------
 
 def start_exam(s: Session, *, user: User, zone: str, sites: Iterable[str] = (),
-               categories: Iterable[str] = (), until: dt.datetime, reason: str, now: dt.datetime) -> int:
-    """Exam mode for the zone until `until`: only the allowlist (sites, categories) is reachable."""
+               categories: Iterable[str] = (), until: dt.datetime, reason: str, now: dt.datetime,
+               start: dt.datetime | None = None, openable: Iterable[str] | None = None) -> int:
+    """Exam mode for the zone until `until` (from `start`: planned ahead): only the allowlist
+    (sites, categories) is reachable; `openable`: the categories an exam may allow (the policy's
+    `opened_by: [examencoordinator]`; None: any)."""
     require_role(user, "examencoordinator", "ict")
     zone_name = text(zone, "Zone", "Zone")
-    now, end = _ahead(until, now)
+    now, begin, end = _window(start, until, now)
     site_list, category_list = _sites(sites), names(categories, "Categorieën", "Categories")
+    _openable(category_list, openable, "een examen", "an exam")
     why = text(reason, "Reden", "Reason")
     with repo_input():
         return repo.add_exam(s, zone=zone_name, sites=site_list, categories=category_list, until=end,
-                             actor=actor_of(user), reason=why, now=now)
+                             start=begin, actor=actor_of(user), reason=why, now=now)
 
 
 def end_exam(s: Session, exam_id: int, *, user: User, reason: str, now: dt.datetime) -> None:
@@ -227,6 +242,29 @@ def _not_ended[R: (OpeningRow, ExamRow, BanRow)](model: type[R], now: dt.datetim
 def _own_zone(user: User, zone: str) -> None:
     if user.role == "docent" and zone not in user.zones:
         raise Forbidden("Alleen voor je eigen lokalen / Only for your own classrooms")
+
+
+def _window(start: dt.datetime | None, until: dt.datetime,
+            now: dt.datetime) -> tuple[dt.datetime, dt.datetime | None, dt.datetime]:
+    """(now, start or None for "from now", end): the end in the future, a start before the end."""
+    now, end = _ahead(until, now)
+    if start is None:
+        return now, None, end
+    begin = aware(start, "Begin", "Start")
+    if begin >= end:
+        raise Invalid("Begin ligt niet voor het einde / Start is not before the end")
+    return now, (begin if begin > now else None), end
+
+
+def _openable(categories: Iterable[str], openable: Iterable[str] | None, nl: str, en: str) -> None:
+    """Refuse categories the policy does not let this kind of decision open (opened_by)."""
+    if openable is None:
+        return
+    closed = sorted(set(categories) - set(openable))
+    if closed:
+        raise Forbidden(f"Deze categorie kan {nl} niet openzetten: {', '.join(closed)} (vraag via de "
+                        f"leidinggevende een deblokkering aan bij ICT) / {en.capitalize()} cannot open this "
+                        f"category: {', '.join(closed)} (ask ICT for an unblock through your manager)")
 
 
 def _ahead(until: dt.datetime, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

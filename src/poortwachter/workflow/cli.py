@@ -1,7 +1,10 @@
 """`poortwachter user|grant|ban|limit|requests ...`: the workflow from the command line.
 
-user add USERNAME --role ROLE --name NAME [--zones a,b] [--password-stdin]   (the first ICT account)
-user list
+user add USERNAME --role ROLE --name NAME [--zones a,b --policy FILE] [--email ADDR] [--password-stdin]
+user list [--all] [--json]
+user disable|enable USERNAME --reason TEXT
+user reset USERNAME --reason TEXT (--url CONSOLE_URL | --password-stdin)   (a one-time link, or a new password)
+user set USERNAME [--role ROLE] [--zones a,b] [--email ADDR] --reason TEXT [--policy FILE]
 grant add --site S [--site ...] [--zone Z] [--role R] --until TIME [--from TIME] --reason TEXT
           --actor NAME --policy FILE
 grant list [--all] [--json]        grant revoke ID --reason TEXT [--actor NAME]
@@ -12,8 +15,11 @@ requests list [--status S] [--json]
 requests sweep                     record every expiry that passed in the change log (cron/timer)
 
 Whoever runs these commands has shell access to the gateway's data, so they act as ICT: the change
-log names them "ict:NAME" (--actor, default the login name). TIME is ISO-8601 ("2025-03-10T15:30",
-without offset: Europe/Amsterdam) or relative to now ("+45m", "+2h", "+3d").
+log names them "ict:NAME" (--actor, default the login name). Zones are checked against the policy
+(--policy, default policy/default.yaml). A password comes from the first line of stdin when
+stdin is not a terminal (or with --password-stdin), else from a prompt asked twice.
+TIME is ISO-8601 ("2025-03-10T15:30", without offset: Europe/Amsterdam) or relative to now
+("+45m", "+2h", "+3d").
 Exit status: 0 done, 1 refused (not allowed, already decided, database unreachable), 2 bad input.
 """
 
@@ -33,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from ..cliexit import EXIT_INVALID, EXIT_OK, EXIT_REFUSED, guarded
 from ..cliexit import CliExit as _Exit
+
 LOCAL = ZoneInfo("Europe/Amsterdam")
 _RELATIVE = re.compile(r"\+(\d+)([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -58,16 +65,46 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def actor(p: argparse.ArgumentParser) -> None:
         p.add_argument("--actor", default=_login(), help="who does this (default: the login name)")
 
+    def policy(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--policy", type=Path, default=Path("policy/default.yaml"),
+                       help="policy file whose zones --zones may name (default: policy/default.yaml)")
+
     user = subparsers.add_parser("user", help="console accounts").add_subparsers(
-        dest="user_command", metavar="{add,list}", required=True)
+        dest="user_command", metavar="{add,list,disable,enable,reset,set}", required=True)
     p = leaf(user, "add", cmd_user_add, "create a console account")
     p.add_argument("username")
     p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--name", required=True, help="display name")
     p.add_argument("--zones", default="", help="comma-separated zones a docent controls")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.add_argument("--email", help="e-mail address for notifications")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin (also when stdin is not a terminal)")
+    policy(p)
     actor(p)
-    leaf(user, "list", cmd_user_list, "list active console accounts")
+    p = leaf(user, "list", cmd_user_list, "list console accounts")
+    p.add_argument("--all", action="store_true", help="also disabled accounts")
+    p.add_argument("--json", action="store_true")
+    for name, func, text in (("disable", cmd_user_disable, "disable an account: no login, its sessions end"),
+                             ("enable", cmd_user_enable, "enable a disabled account")):
+        p = leaf(user, name, func, text)
+        p.add_argument("username")
+        p.add_argument("--reason", required=True)
+        actor(p)
+    p = leaf(user, "reset", cmd_user_reset, "a one-time link to choose a new password, or set a new password")
+    p.add_argument("username")
+    p.add_argument("--reason", required=True)
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--url", help="the console's address, e.g. https://console.school.nl: print a one-time link")
+    how.add_argument("--password-stdin", action="store_true", help="set the password on the first line of stdin")
+    actor(p)
+    p = leaf(user, "set", cmd_user_set, "change role, zones or e-mail address")
+    p.add_argument("username")
+    p.add_argument("--role", choices=ROLES)
+    p.add_argument("--zones", help="comma-separated zones a docent controls (empty: none)")
+    p.add_argument("--email", help="e-mail address (empty: none)")
+    p.add_argument("--reason", default="", help="why (required for --role and --zones)")
+    policy(p)
+    actor(p)
 
     grant = subparsers.add_parser("grant", help="unblocks (deblokkeringen, 004 art. 12)").add_subparsers(
         dest="grant_command", metavar="{add,list,revoke}", required=True)
@@ -124,23 +161,89 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_user_add(args: argparse.Namespace) -> int:
     from .accounts import create_user
 
+    zones = _zones(args.zones)
+    zone_names = _zone_names(args.policy, zones) if zones else None   # refused before the password is asked
     password = _read_password(args.password_stdin)
     if password is None:
         return EXIT_INVALID
-    zones = [z for z in args.zones.split(",") if z.strip()]
     with _unit(args) as (s, now):
         user_id = create_user(s, username=args.username, display_name=args.name, role=args.role,
-                              password=password, zones=zones, actor=f"ict:{args.actor}", now=now)
+                              password=password, zones=zones, zone_names=zone_names, email=args.email,
+                              actor=f"ict:{args.actor}", now=now)
     print(f"Account {user_id} aangemaakt / Account {user_id} created")
     return EXIT_OK
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    from .accounts import list_users
+    from .useradmin import list_accounts
 
     with _unit(args, write=False) as (s, _now):
-        for u in list_users(s):
-            print(f"{u.id}\t{u.username}\t{u.role}\t{','.join(u.zones) or '-'}\t{u.display_name}")
+        accounts = list_accounts(s, user=_cli_user(_login()), include_disabled=args.all)
+    return _show(args, accounts, lambda u: f"{u.id}\t{u.username}\t{u.role}\t{','.join(u.zones) or '-'}"
+                                           f"\t{u.display_name}\t{'actief/active' if u.active else 'uit/disabled'}"
+                                           f"\t{u.email or '-'}")
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    from .useradmin import disable_user, find_account
+
+    with _unit(args) as (s, now):
+        user = _cli_user(args.actor)
+        disable_user(s, find_account(s, args.username, user=user).id, user=user, reason=args.reason, now=now)
+    print("Account uitgeschakeld / Account disabled")
+    return EXIT_OK
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    from .useradmin import enable_user, find_account
+
+    with _unit(args) as (s, now):
+        user = _cli_user(args.actor)
+        enable_user(s, find_account(s, args.username, user=user).id, user=user, reason=args.reason, now=now)
+    print("Account ingeschakeld / Account enabled")
+    return EXIT_OK
+
+
+def cmd_user_reset(args: argparse.Namespace) -> int:
+    from .useradmin import RESET_VALID, create_reset_link, find_account, reset_link, set_password
+
+    if args.url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", args.url):
+        raise _Exit(EXIT_INVALID, "--url: het adres van de console, bijv. https://console.school.nl / "
+                                  "--url: the console's address, e.g. https://console.school.nl")
+    password = _read_password(True) if args.password_stdin else None
+    with _unit(args) as (s, now):
+        user = _cli_user(args.actor)
+        user_id = find_account(s, args.username, user=user).id
+        if password is not None:
+            set_password(s, user_id, password, user=user, reason=args.reason, now=now)
+        else:
+            token = create_reset_link(s, user_id, user=user, reason=args.reason, now=now)
+    if password is not None:
+        print("Wachtwoord ingesteld; de sessies van het account zijn beëindigd / "
+              "Password set; the account's sessions have ended")
+        return EXIT_OK
+    print(f"Eenmalige link, geldig tot {_local(now + RESET_VALID)}, werkt één keer / "
+          f"One-time link, valid until {_local(now + RESET_VALID)}, works once:", file=sys.stderr)
+    print(reset_link(args.url, token))
+    return EXIT_OK
+
+
+def cmd_user_set(args: argparse.Namespace) -> int:
+    from .useradmin import find_account, set_email, set_role, set_zones
+
+    if args.role is None and args.zones is None and args.email is None:
+        raise _Exit(EXIT_INVALID, "Geef --role, --zones of --email / Give --role, --zones or --email")
+    zone_names = _zone_names(args.policy, _zones(args.zones)) if args.zones is not None else ()
+    with _unit(args) as (s, now):
+        user = _cli_user(args.actor)
+        user_id = find_account(s, args.username, user=user).id
+        if args.role is not None:
+            set_role(s, user_id, args.role, user=user, reason=args.reason, now=now)
+        if args.zones is not None:
+            set_zones(s, user_id, _zones(args.zones), zone_names=zone_names, user=user, reason=args.reason, now=now)
+        if args.email is not None:
+            set_email(s, user_id, args.email, user=user, now=now)
+    print("Account gewijzigd / Account changed")
     return EXIT_OK
 
 
@@ -328,19 +431,47 @@ def _cli_user(name: str):  # type: ignore[no-untyped-def]
 
 
 def _read_password(from_stdin: bool) -> str | None:
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Wachtwoord / Password: ")
-        if getpass.getpass("Nogmaals / Again: ") != password:
-            print("Wachtwoorden verschillen / Passwords differ", file=sys.stderr)
-            return None
+    """The first line of stdin when asked to or when stdin is no terminal (a pipe, a file, nothing
+    at all); else a prompt, asked twice. None: the two prompts differed (said on stderr)."""
+    if from_stdin or sys.stdin is None or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n") if sys.stdin is not None else ""
+        if not password:
+            raise _Exit(EXIT_INVALID, "Geen wachtwoord: geef het op de eerste regel van stdin, of start het "
+                                      "commando in een terminal / No password: give it on the first line of "
+                                      "stdin, or run the command in a terminal")
+        return password
+    password = getpass.getpass("Wachtwoord / Password: ")
+    if getpass.getpass("Nogmaals / Again: ") != password:
+        print("Wachtwoorden verschillen / Passwords differ", file=sys.stderr)
+        return None
     return password
 
 
+def _zones(text: str) -> list[str]:
+    return [z.strip() for z in text.split(",") if z.strip()]
+
+
+def _zone_names(policy_file: Path, zones: list[str]) -> frozenset[str]:
+    """The zone names of the policy, after checking that `zones` are among them."""
+    from ..policy.load import PolicyError, load_policy
+    from .accounts import check_zones
+    from .errors import Invalid
+
+    try:
+        names = frozenset(load_policy(policy_file).zones)
+        check_zones(zones, names)
+    except PolicyError as exc:
+        raise _Exit(EXIT_INVALID, "Zones niet te controleren: het beleid is niet te lezen (--policy) / "
+                                  f"Cannot check the zones: the policy cannot be read (--policy)\n{exc}") from None
+    except Invalid as exc:
+        raise _Exit(EXIT_INVALID, str(exc)) from None
+    return names
+
+
 def _locked_check(policy_file: Path, data_dir: Path) -> Callable[[str], str | None]:
-    """site -> the not-overridable category it falls in, by the policy and the installed lists
-    (the same categorizer the gateway uses)."""
+    """site -> a category it falls in that ICT's grant may not open (the policy's opened_by; a
+    not-overridable one among them), by the policy and the installed lists (the same categorizer
+    the gateway uses)."""
     from ..gateway import Engine
     from ..policy.load import PolicyError
 
@@ -350,7 +481,7 @@ def _locked_check(policy_file: Path, data_dir: Path) -> Callable[[str], str | No
         raise _Exit(EXIT_INVALID, str(exc)) from None
     except OSError:
         raise _Exit(EXIT_INVALID, "Beleid niet gevonden / Policy not found") from None
-    categorizer, locked = engine.ctx.categorizer, engine.policy.locked
+    categorizer, locked = engine.ctx.categorizer, engine.policy.closed_to["ict"]
 
     def check(host: str) -> str | None:
         return min(categorizer.host(host) & locked, default=None)

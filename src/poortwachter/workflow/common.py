@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from ..store import repo
-from ..store.models import NAME, ROLES
+from ..store.models import EMAIL, NAME, ROLES
 from .errors import Forbidden, Invalid
 
-__all__ = ["ROLES", "SYSTEM", "User", "actor_of", "aware", "change", "names", "repo_input",
+__all__ = ["ROLES", "SYSTEM", "User", "actor_of", "aware", "change", "email_address", "names", "repo_input",
            "require_role", "text"]
 
 SYSTEM = "systeem"     # the actor of what nobody did by hand (expiry)
@@ -79,6 +80,21 @@ def names(values: Iterable[str] | str, nl: str, en: str) -> tuple[str, ...]:
     if any(len(v) > NAME for v in out):
         raise Invalid(f"{nl}: naam te lang / {en}: name too long")
     return out
+
+
+_EMAIL = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+")
+
+
+def email_address(value: str | None) -> str | None:
+    """An e-mail address in its one canonical form (trimmed, domain in lower case), or None for
+    empty input. Only its shape is checked: whether it is delivered is the mail server's business."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > EMAIL or not _EMAIL.fullmatch(value):
+        raise Invalid("E-mailadres ongeldig / E-mail address not valid")
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
 
 
 def change(s: Session, *, actor: str, kind: str, obj: str, object_id: int, reason: str,

@@ -22,10 +22,20 @@ class Conflict(Exception):
 
 
 class Throttled(Exception):
-    """Too many failed logins for this username; try again after `retry_after` seconds."""
+    """Too many failed logins from this address or for this username (workflow/throttle.py); the
+    next attempt is judged after `retry_after` seconds. The message never says which of the two,
+    nor whether the username exists."""
 
     def __init__(self, retry_after: int) -> None:
         self.retry_after = max(1, int(retry_after))
-        minutes = -(-self.retry_after // 60)
-        super().__init__(f"Te veel mislukte pogingen; probeer het over {minutes} min opnieuw / "
-                         f"Too many failed attempts; try again in {minutes} min")
+        nl, en = wait_text(self.retry_after)
+        super().__init__(f"Te veel mislukte pogingen; probeer het over {nl} opnieuw / "
+                         f"Too many failed attempts; try again in {en}")
+
+
+def wait_text(seconds: int) -> tuple[str, str]:
+    """A wait in words, Dutch and English: seconds under a minute, else whole minutes (rounded up)."""
+    if seconds < 60:
+        return (f"{seconds} seconde{'n' if seconds != 1 else ''}", f"{seconds} second{'s' if seconds != 1 else ''}")
+    minutes = -(-seconds // 60)
+    return (f"{minutes} minu{'ten' if minutes != 1 else 'ut'}", f"{minutes} minute{'s' if minutes != 1 else ''}")

@@ -6,14 +6,23 @@ declined; ICT may revoke a grant early.
         |                     |
         +------decline / withdraw-----> declined / withdrawn
 
+ICT may also extend a grant that has not ended (a later end, with a reason): the `extend` change
+keeps the old and the new end (extension_reason / parse_extension).
+
 Every step takes the writer's lock (the `meta` row) first and then re-reads the request row under
 FOR UPDATE, and the status change itself is a conditional UPDATE checked by row count: of two ICT
 members approving the same request at once, one gets the grant and the other a Conflict.
+
+With `notices` (e-mail notifications on), every step writes the mails it causes into the outbox
+in its own transaction (outbox.py, notify.py). The requester's address is kept only while the
+request is open: the step that ends it (approve, decline, withdraw) erases it, with or without
+notifications, after queueing the mail that tells them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,13 +33,18 @@ from sqlalchemy.orm import Session
 from ..hosts import BadHost, parse_url
 from ..store import repo
 from ..store.models import GROUNDS, NAME, REQUEST_STATUSES, GrantRow, UnblockRequestRow
-from .common import User, actor_of, aware, change, names, repo_input, require_role, text
+from . import outbox
+from .common import User, actor_of, aware, change, email_address, names, repo_input, require_role, text
 from .errors import Conflict, Invalid, NotFound
+from .notify import Notices, Step
 
 PUBLIC = "publiek"          # created_by of a request from the public form
 MAX_SITES = 20
 MAX_URL = 4096              # longer blocked URLs are kept cut short; the host is what matters
 PENDING = ("submitted", "endorsed")
+# The steps whose reason the requester sees (on the status page, and in the mail that tells them
+# of a decline or withdrawal); the forms that ask for these reasons say so.
+PUBLIC_REASONS = frozenset({"decline", "withdraw", "extend", "revoke"})
 
 Locked = Callable[[str], str | None]
 
@@ -84,10 +98,12 @@ class GrantView:
 def submit_request(s: Session, *, url: str, category: str, rule: str, requester: str, reason: str,
                    now: dt.datetime, user: User | None = None, ground: str | None = None,
                    sites: Iterable[str] = (), zones: Iterable[str] = (), roles: Iterable[str] = (),
-                   start: dt.datetime | None = None, end: dt.datetime | None = None) -> int:
+                   start: dt.datetime | None = None, end: dt.datetime | None = None,
+                   requester_email: str | None = None, notices: Notices | None = None) -> int:
     """A new request. From the public form (user None) or by a staff member: status `submitted`.
     A leidinggevende or ICT submitting with a ground and a full scope (sites, end) endorses it
-    at once: status `endorsed`, ready for ICT. Without sites, the blocked URL's host is the site."""
+    at once: status `endorsed`, ready for ICT. Without sites, the blocked URL's host is the site.
+    `requester_email` is kept only when notifications are on (`notices`): it has no other use."""
     now = aware(now, "Tijd", "Time")
     url_text = (url or "").strip()[:MAX_URL]
     site_list = _sites(sites)
@@ -104,6 +120,7 @@ def submit_request(s: Session, *, url: str, category: str, rule: str, requester:
     if ground is not None and ground not in GROUNDS:
         raise Invalid("Grond moet 'lesstof' of 'professioneel' zijn / Ground must be 'lesstof' or 'professioneel'")
     created_by = actor_of(user) if user is not None else PUBLIC
+    address = email_address(requester_email) if notices is not None else None
 
     repo.lock_revision(s)
     row = UnblockRequestRow(
@@ -112,7 +129,7 @@ def submit_request(s: Session, *, url: str, category: str, rule: str, requester:
         rule=text(rule, "Regel", "Rule", limit=NAME, required=False),
         requester=who, reason=why, ground=ground, zones=list(zone_names), roles=list(role_names),
         start=window_start, end=window_end, motivation="", status="submitted",
-        created_by=created_by, created_at=now, decision_reason="")
+        created_by=created_by, created_at=now, decision_reason="", requester_email=address)
     s.add(row)
     s.flush()
     change(s, actor=created_by, kind="submit", obj="request", object_id=row.id, reason=why, at=now)
@@ -123,12 +140,13 @@ def submit_request(s: Session, *, url: str, category: str, rule: str, requester:
         change(s, actor=actor_of(user), kind="endorse", obj="request", object_id=row.id,
                reason=f"{ground}: {why}", at=now)
         s.flush()
+    outbox.queue(s, _step(row, row.status, user), notices, now=now)
     return row.id
 
 
 def endorse_request(s: Session, request_id: int, *, user: User, ground: str, sites: Iterable[str],
                     zones: Iterable[str], roles: Iterable[str], start: dt.datetime | None,
-                    end: dt.datetime, motivation: str, now: dt.datetime) -> None:
+                    end: dt.datetime, motivation: str, now: dt.datetime, notices: Notices | None = None) -> None:
     """A leidinggevende (or ICT) backs a submitted request with its ground and scope."""
     require_role(user, "leidinggevende", "ict")
     now = aware(now, "Tijd", "Time")
@@ -142,17 +160,19 @@ def endorse_request(s: Session, request_id: int, *, user: User, ground: str, sit
     why = text(motivation, "Motivering", "Motivation")
     who = actor_of(user)
 
-    _lock_request(s, request_id)
+    step = _step(_lock_request(s, request_id), "endorsed", user)
     _transition(s, request_id, ("submitted",), status="endorsed", ground=ground, sites=list(site_list),
                 zones=list(zone_names), roles=list(role_names), start=window_start, end=window_end,
                 motivation=why, endorsed_by=who, endorsed_at=now)
     change(s, actor=who, kind="endorse", obj="request", object_id=request_id, reason=f"{ground}: {why}", at=now)
+    outbox.queue(s, step, notices, now=now)
 
 
 def approve_request(s: Session, request_id: int, *, user: User, now: dt.datetime, reason: str = "",
                     sites: Iterable[str] | None = None, zones: Iterable[str] | None = None,
                     roles: Iterable[str] | None = None, start: dt.datetime | None = None,
-                    end: dt.datetime | None = None, locked: Locked = lambda site: None) -> int:
+                    end: dt.datetime | None = None, locked: Locked = lambda site: None,
+                    notices: Notices | None = None) -> int:
     """ICT approves an endorsed request, optionally narrowing it (fewer sites, zones or roles, a
     shorter window; never wider). `locked(site)` names the not-overridable category a site is in,
     which no one may open. Returns the new grant's id."""
@@ -183,28 +203,32 @@ def approve_request(s: Session, request_id: int, *, user: User, now: dt.datetime
     _refuse_locked(site_list, locked)
 
     who = actor_of(user)
+    step = _step(row, "approved", user)   # before the transition erases the requester's address
     grant_reason = f"verzoek {request_id} ({row.ground})" + (f": {why}" if why else "")
     with repo_input():
         grant_id = repo.add_grant(s, sites=site_list, zones=zone_list, roles=role_list, start=window_start,
                                   end=window_end, actor=who, reason=grant_reason, approved_by=who, now=now)
     _transition(s, request_id, ("endorsed",), status="approved", decided_by=who, decided_at=now,
-                decision_reason=why, grant_id=grant_id)
+                decision_reason=why, grant_id=grant_id, requester_email=None)
     change(s, actor=who, kind="approve", obj="request", object_id=request_id,
            reason=why or f"goedgekeurd, grant {grant_id} / approved, grant {grant_id}", at=now)
+    outbox.queue(s, step, notices, now=now)
     return grant_id
 
 
-def decline_request(s: Session, request_id: int, *, user: User, reason: str, now: dt.datetime) -> None:
+def decline_request(s: Session, request_id: int, *, user: User, reason: str, now: dt.datetime,
+                    notices: Notices | None = None) -> None:
     """ICT declines a submitted or endorsed request, with a reason the requester will see."""
     require_role(user, "ict")
-    _close(s, request_id, user=user, reason=reason, now=now, status="declined", kind="decline")
+    _close(s, request_id, user=user, reason=reason, now=now, status="declined", kind="decline", notices=notices)
 
 
-def withdraw_request(s: Session, request_id: int, *, user: User, reason: str, now: dt.datetime) -> None:
+def withdraw_request(s: Session, request_id: int, *, user: User, reason: str, now: dt.datetime,
+                     notices: Notices | None = None) -> None:
     """A leidinggevende or ICT withdraws a pending request, e.g. one the
     leidinggevende will not endorse."""
     require_role(user, "leidinggevende", "ict")
-    _close(s, request_id, user=user, reason=reason, now=now, status="withdrawn", kind="withdraw")
+    _close(s, request_id, user=user, reason=reason, now=now, status="withdrawn", kind="withdraw", notices=notices)
 
 
 def create_grant(s: Session, *, user: User, sites: Iterable[str], start: dt.datetime | None = None,
@@ -243,6 +267,56 @@ def revoke_grant(s: Session, grant_id: int, *, user: User, reason: str, now: dt.
     with repo_input():
         if not repo.revoke_grant(s, grant_id, actor=actor_of(user), reason=why, now=now):
             raise Conflict("Deblokkering is al ingetrokken / Grant already revoked")
+
+
+def extend_grant(s: Session, grant_id: int, *, user: User, end: dt.datetime, reason: str, now: dt.datetime,
+                 locked: Locked = lambda site: None) -> None:
+    """ICT moves the end of a grant that is running or still to start to a later moment, with a
+    reason; the `extend` change keeps the old and the new end. Conflict if the grant already
+    ended (revoked, expired); Invalid if the new end is not later than the current one, or a site
+    is (now) in a category that no one may open."""
+    require_role(user, "ict")
+    now = aware(now, "Tijd", "Time")
+    new_end = aware(end, "Einde", "End")
+    why = text(reason, "Reden", "Reason")
+    repo.lock_revision(s)
+    row = s.scalar(select(GrantRow).where(GrantRow.id == grant_id).with_for_update()
+                   .execution_options(populate_existing=True))
+    if row is None:
+        raise NotFound("Deblokkering niet gevonden / Grant not found")
+    if row.revoked_at is not None:
+        raise Conflict("Deblokkering is al ingetrokken / Grant already revoked")
+    if row.status != "approved" or row.expired_at is not None or row.end <= now:
+        raise Conflict("Deblokkering is niet meer actief / Grant is no longer active")
+    if new_end <= row.end:
+        raise Invalid("Het nieuwe einde ligt niet na het huidige / The new end is not after the current one")
+    _refuse_locked(row.sites, locked)
+    old_end, row.end = row.end, new_end
+    s.flush()
+    change(s, actor=actor_of(user), kind="extend", obj="grant", object_id=grant_id,
+           reason=extension_reason(old_end, new_end, why), at=now)
+
+
+_EXTENSION = re.compile(r"tot / until (\S+) \(was (\S+)\): (.*)", re.S)
+
+
+def extension_reason(old_end: dt.datetime, new_end: dt.datetime, why: str) -> str:
+    """The reason of an `extend` change: the new and the old end (ISO 8601, UTC) and the why."""
+    return f"tot / until {new_end.astimezone(dt.UTC).isoformat()} (was {old_end.astimezone(dt.UTC).isoformat()}): {why}"
+
+
+def parse_extension(reason: str) -> tuple[dt.datetime, dt.datetime, str] | None:
+    """(new end, old end, why) of an `extend` change's reason; None if it is not one."""
+    match = _EXTENSION.fullmatch(reason)
+    if match is None:
+        return None
+    try:
+        new_end, old_end = dt.datetime.fromisoformat(match.group(1)), dt.datetime.fromisoformat(match.group(2))
+    except ValueError:
+        return None
+    if new_end.tzinfo is None or old_end.tzinfo is None:
+        return None
+    return new_end, old_end, match.group(3)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -309,13 +383,21 @@ def _transition(s: Session, request_id: int, allowed: tuple[str, ...], **values:
 
 
 def _close(s: Session, request_id: int, *, user: User, reason: str, now: dt.datetime, status: str,
-           kind: str) -> None:
+           kind: str, notices: Notices | None) -> None:
     now = aware(now, "Tijd", "Time")
     why = text(reason, "Reden", "Reason")
     who = actor_of(user)
-    _lock_request(s, request_id)
-    _transition(s, request_id, PENDING, status=status, decided_by=who, decided_at=now, decision_reason=why)
+    step = _step(_lock_request(s, request_id), status, user, reason=why if kind in PUBLIC_REASONS else "")
+    _transition(s, request_id, PENDING, status=status, decided_by=who, decided_at=now, decision_reason=why,
+                requester_email=None)
     change(s, actor=who, kind=kind, obj="request", object_id=request_id, reason=why, at=now)
+    outbox.queue(s, step, notices, now=now)
+
+
+def _step(row: UnblockRequestRow, status: str, user: User | None, *, reason: str = "") -> Step:
+    """What the outbox needs to know of a step on `row` (read before the step changes the row)."""
+    return Step(status=status, request_id=row.id, token=row.token, url=row.url, sites=tuple(row.sites),
+                requester_email=row.requester_email, reason=reason, actor_id=user.id if user is not None else None)
 
 
 def _sites(sites: Iterable[str] | str) -> tuple[str, ...]:

@@ -25,8 +25,13 @@ UPSTREAM_HOST = "localhost"   # resolves to 127.0.0.1 everywhere, so neither pro
 BLOCKED_PREFIX = "/verboden"
 
 
-def bench_policy(directory: Path) -> Path:
+def bench_policy(directory: Path, ports: tuple[int, ...] = ()) -> Path:
+    """The default policy with the benchmark client in a classroom and the upstream in the school
+    environment; `ports`: the upstream's ports, which an explicit-proxy request may go to."""
     policy = yaml.safe_load((REPO / "policy" / "default.yaml").read_text(encoding="utf-8"))
+    if ports:
+        settings = policy.setdefault("settings", {})
+        settings["connect_ports"] = sorted({*settings.get("connect_ports", [443, 80]), *ports})
     policy["zones"]["klaslokalen"]["cidrs"].append(f"{CLIENT}/32")
     policy["categories"]["schoolomgeving"]["sites"].append(UPSTREAM_HOST)
     policy["categories"]["bench-verboden"] = {

@@ -27,6 +27,8 @@ timetable:
     normaal:
       - {name: les, start: "08:30", end: "09:20", kind: lesson}
   weekdays: {monday: normaal}
+rules: []
+default: allow
 """
 
 
