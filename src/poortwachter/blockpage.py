@@ -45,8 +45,9 @@ HEADINGS = {
 BLOCKED = ("Geblokkeerd / Blocked", "Deze pagina is geblokkeerd", "This page is blocked.")
 
 # Blocks an unblock request cannot lift, so their page has no link to the form: a category that is
-# never opened, an exclusion (directie decides), and a filter without its lists (ICT installs them).
-NO_UNBLOCK = frozenset({"niet-te-openen", "uitsluiting", NOT_READY})
+# never opened, an exclusion (directie decides), an exam (nothing overrides it while it runs) and a
+# filter without its lists (ICT installs them).
+NO_UNBLOCK = frozenset({"niet-te-openen", "uitsluiting", "examen", NOT_READY})
 
 PAGE = """<!doctype html>
 <html lang="nl">
