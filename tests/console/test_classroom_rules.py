@@ -74,3 +74,34 @@ def test_an_exam_is_planned_ahead_with_only_what_an_exam_may_allow(console: Cons
         [exam] = list_exams(s, now=console.clock.now)
     assert exam.start == dt.datetime(2025, 3, 12, 9, 0, tzinfo=AMS)
     assert load_state(console.store, console.clock.now).exam_for("examenzaal", console.clock.now) is None
+
+
+def test_a_time_typed_while_this_lesson_is_ticked_is_the_time_meant(console: Console) -> None:
+    """A page without scripts cannot tick "until a time" when a time is typed: an exam coordinator
+    who types 10:45 gets an exam until 10:45, not one that ends with the lesson; the card names the
+    exam."""
+    console.clock.now = dt.datetime(2025, 3, 10, 8, 40, tzinfo=AMS)
+    coordinator = console.login("examencoordinator")
+    page = coordinator.get("/examen").text
+    response = coordinator.post("/examen/starten", data={
+        "csrf": csrf_of(page), "zone": "examenzaal", "until_kind": "les", "until": "10:45",
+        "sites": "toets.example", "reason": "CE Engels"})
+    assert response.status_code == 303, response.text
+    with console.store.read() as s:
+        [exam] = list_exams(s, now=console.clock.now)
+    assert exam.until == dt.datetime(2025, 3, 10, 10, 45, tzinfo=AMS)
+    assert "examenzaal: CE Engels" in coordinator.get("/examen").text
+    both = coordinator.post("/examen/starten", data={
+        "csrf": csrf_of(page), "zone": "examenzaal", "until_kind": "les", "until": "10:45",
+        "from": "2025-03-12T09:00", "to": "2025-03-12T11:00", "sites": "toets.example", "reason": "CE Duits"})
+    assert both.status_code == 400 and "tijd of een periode" in both.text
+
+
+def test_the_lessons_to_plan_are_in_timetable_order_and_the_next_one_is_chosen(console: Console) -> None:
+    console.clock.now = dt.datetime(2025, 3, 10, 10, 15, tzinfo=AMS)      # the break before the 3e-uur
+    page = console.login("docent").get("/klas").text
+    options = page[page.index('id="lesson"'):]
+    options = options[:options.index("</select>")]
+    names = [part.split('"')[0] for part in options.split('<option value="')[1:]]
+    assert names[:3] == ["1e-uur", "2e-uur", "3e-uur"] and names == sorted(names, key=lambda n: int(n.split("e")[0]))
+    assert '<option value="3e-uur" selected>' in options

@@ -18,7 +18,8 @@ from .web import Ctx, flash
 
 MODES = {
     "open": ("Openzetten: deze sites of categorieën zijn bereikbaar", "Open: these sites or categories can be reached"),
-    "allowlist": ("Alleen deze sites: de rest is dicht", "Only these sites: everything else is closed"),
+    "allowlist": ("Alleen deze sites en de schoolomgeving: de rest is dicht",
+                  "Only these sites and the school environment: everything else is closed"),
 }
 TEACHER_REASON = "Besluit van de docent / Teacher's decision"
 DONE = {
@@ -54,7 +55,7 @@ def _when(ctx: Ctx, form: FormData) -> tuple[dt.datetime | None, dt.datetime]:
     """(start or None for now, end) from the form: this lesson (in a break: the next one), until
     a time today, a lesson on a later day, or a stretch of time."""
     tz = ctx.policy.tz
-    kind = forms.text(form, "until_kind", limit=10)
+    kind = _kind(form)
     if kind == "les":
         lesson = ctx.policy.this_lesson(ctx.now)
         if lesson is None:
@@ -74,14 +75,37 @@ def _when(ctx: Ctx, form: FormData) -> tuple[dt.datetime | None, dt.datetime]:
     return None, forms.local_time_today(form, "until", tz, ctx.now, "Tot", "Until")
 
 
+def _kind(form: FormData) -> str:
+    """The chosen kind of "when". A time or a stretch typed while the default (this lesson) is
+    still ticked is what the person meant: a page without scripts cannot tick it for them."""
+    kind = forms.text(form, "until_kind", limit=10)
+    if kind not in ("", "les"):
+        return kind
+    typed = [k for k, fields in (("tijd", ("until",)), ("periode", ("from", "to")))
+             if any(forms.text(form, f, limit=40) for f in fields)]
+    if len(typed) > 1:
+        raise Invalid("Kies of je een tijd of een periode bedoelt / Choose whether you mean a time or a period")
+    return typed[0] if typed else "les"
+
+
 def _lessons(ctx: Ctx) -> dict[str, object]:
     """What the form shows about time: this lesson (or the next, in a break) and the day's lessons."""
     moment = ctx.policy.moment(ctx.now)
     today = ctx.now.astimezone(ctx.policy.tz).date()
     return {"period": moment.period, "period_kind": moment.period_kind, "period_end": moment.period_end,
-            "lesson": ctx.policy.this_lesson(ctx.now), "lesson_names": sorted(
-                {x.name for d in range(7) for x in ctx.policy.lessons(today + dt.timedelta(days=d))}),
+            "lesson": ctx.policy.this_lesson(ctx.now), "lesson_names": _lesson_names(ctx, today),
             "today": today.isoformat(), "now": ctx.now}
+
+
+def _lesson_names(ctx: Ctx, today: dt.date) -> list[str]:
+    """The week's lesson names in timetable order (by the time of day they start), not by name:
+    "10e-uur" comes after "9e-uur"."""
+    starts: dict[str, dt.time] = {}
+    for day in range(7):
+        for lesson in ctx.policy.lessons(today + dt.timedelta(days=day)):
+            start = lesson.start.astimezone(ctx.policy.tz).time()
+            starts[lesson.name] = min(start, starts.get(lesson.name, start))
+    return sorted(starts, key=lambda name: (starts[name], name))
 
 
 def _zone(ctx: Ctx, form: FormData, zones: list[str]) -> str:
