@@ -5,7 +5,7 @@ moves:
 (a) a session expires while a staff form is open: sending it leads to the login, and after the
     login the form is back with what was typed, and goes through when sent again;
 (b) what ICT narrowed the approval to is what the requester's status page shows, and then the
-    revocation with its reason;
+    revocation with its reason (on a phone; a screenshot of the revoked status as in (c));
 (c) at 390 px wide, the request list and the status page have no column squeezed to a few
     letters and no URL wrapped mid-word (measured in the DOM), with screenshots: in a temporary
     directory, or docs/img/ with POORTWACHTER_SCREENSHOTS=1.
@@ -185,7 +185,7 @@ def test_typed_form_survives_an_expired_session(server: tuple[str, Any], browser
 # --- (b) the narrowed approval and its revocation on the status page ----------------------------
 
 def test_status_page_shows_the_narrowed_approval_then_the_revocation(server: tuple[str, Any], browser: Any,
-                                                                    clock: Clock) -> None:
+                                                                    clock: Clock, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     base, app = server
@@ -217,6 +217,7 @@ def test_status_page_shows_the_narrowed_approval_then_the_revocation(server: tup
     expect(pupil.locator("#status")).to_contain_text("Ingetrokken door ICT op 10-03-2025 10:41")
     expect(pupil.locator("#reason")).to_have_text("Verkeerd filmpje gedeeld")
     expect(pupil.locator("main")).not_to_contain_text("Test ict")
+    screenshot(pupil, "console-request-revoked-phone.png", tmp_path)
     ict.context.close()
     pupil.context.close()
 

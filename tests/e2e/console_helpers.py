@@ -1,7 +1,8 @@
 """Helpers of the workflow end-to-end test (test_workflow_flow.py): the policy of that module, the
 real `poortwachter` CLI for accounts, the real console as a uvicorn subprocess (`poortwachter
-console`) on the gateway's data directory and clock file, and two headless Chromiums: the pupil's,
-which goes through the gateway, and the staff's, which talks to the console directly.
+console`) on the gateway's data directory and clock file, sending its e-mail notifications to a
+real local SMTP server (aiosmtpd), and two headless Chromiums: the pupil's, which goes through the
+gateway, and the staff's, which talks to the console directly.
 
 Screenshots for the docs: with POORTWACHTER_SCREENSHOTS=1 `shot()` writes docs/img/console-*.png;
 without it they go to the test's temporary directory, so an ordinary run changes no tracked file.
@@ -10,11 +11,15 @@ without it they go to the test's temporary directory, so an ordinary run changes
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import os
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -32,6 +37,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 DOCS_IMG = REPO / "docs" / "img"
 DESKTOP = {"width": 1024, "height": 768}
 CONSOLE_START_TIMEOUT = 30.0
+MAIL_FROM = "poortwachter@werkstroomschool.example"
 CLI_TIMEOUT = 60
 
 # The module's policy. 127.0.0.1 (the browser, which cannot pick its source address) is in the
@@ -39,6 +45,9 @@ CLI_TIMEOUT = 60
 # so "until the end of this lesson" can be told apart from "social media are allowed in breaks".
 # Pupils may not open raw IP addresses: were the pupil's browser to reach the console
 # (http://127.0.0.1:PORT) through the gateway, it would get a block page instead.
+# Who may open what follows policy/default.yaml: a docent social media and the school environment,
+# the examencoördinator the school environment, ICT (on request) everything but malware; games
+# only ICT (no opened_by).
 POLICY = """\
 school: "E2E werkstroomschool"
 reglement: "Reglement voor de end-to-end tests"
@@ -79,7 +88,19 @@ categories:
     sites: [coolmathgames.com]
   sociale-media:
     title: "Sociale media / Social media"
+    opened_by: [docent, ict]
     sites: [tiktok.com, instagram.com]
+  schoolomgeving:
+    title: "Schoolomgeving (Magister, ELO) / School environment"
+    opened_by: [docent, examencoordinator, ict]
+    sites: [magister.net, itslearning.com]
+school_environment:
+  categories: [schoolomgeving]
+articles:
+  unblock: "004 art. 12: (tijdelijk) opengesteld via de leidinggevende bij ICT"
+  classroom: "004 art. 9: de leraar bepaalt het gebruik in het klaslokaal"
+  exam: "004 art. 9: geen gebruik in de les tenzij de leraar anders bepaalt (examens en toetsen)"
+  exclusion: "004 art. 22: uitsluiten van toegang tot het netwerk"
 rules:
   - name: gevaarlijk
     source: "004 art. 12"
@@ -123,13 +144,15 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 def add_user(data_dir: Path, username: str, role: str, name: str, password: str, zones: tuple[str, ...] = (),
-             policy: Path | None = None) -> None:
+             policy: Path | None = None, email: str | None = None) -> None:
     """`poortwachter --data-dir D user add ... --password-stdin`, as ICT makes accounts (zones are
-    checked against `policy`)."""
+    checked against `policy`; `email` is where the console's notifications go)."""
     argv = [str(POORTWACHTER), "--data-dir", str(data_dir), "user", "add", username, "--role", role,
             "--name", name, "--password-stdin", "--actor", "e2e"]
     if zones:
         argv += ["--zones", ",".join(zones)]
+    if email:
+        argv += ["--email", email]
     if policy is not None:
         argv += ["--policy", str(policy)]
     proc = subprocess.run(argv, input=password + "\n", capture_output=True, text=True, env=_env(data_dir),
@@ -138,12 +161,51 @@ def add_user(data_dir: Path, username: str, role: str, name: str, password: str,
     assert "aangemaakt / " in proc.stdout, proc.stdout
 
 
-class ConsoleServer:
-    """`poortwachter console` (a real uvicorn) on the gateway's data directory, policy and clock file."""
+class Inbox:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps every message the console sends it:
+    (recipient, subject, body)."""
 
-    def __init__(self, gateway: Gateway, port: int) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: list[tuple[str, str, str]] = []
+        self._server: Any = None
+        self.port = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        body = str(message.get_content()).replace("\r\n", "\n")
+        with self._lock:
+            self._messages += [(rcpt, str(message["Subject"]), body) for rcpt in envelope.rcpt_tos]
+        return "250 OK"
+
+    def start(self, port: int) -> Inbox:
+        from aiosmtpd.controller import Controller
+
+        self.port = port
+        self._server = Controller(self, hostname="127.0.0.1", port=port)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def to(self, address: str) -> list[tuple[str, str]]:
+        """(subject, body) of every message to `address`, oldest first."""
+        with self._lock:
+            return [(subject, body) for rcpt, subject, body in self._messages if rcpt == address]
+
+
+class ConsoleServer:
+    """`poortwachter console` (a real uvicorn) on the gateway's data directory, policy and clock file;
+    with `smtp_port`, it sends its e-mail notifications to 127.0.0.1:smtp_port."""
+
+    def __init__(self, gateway: Gateway, port: int, smtp_port: int | None = None) -> None:
         self.gateway = gateway
         self.port = port
+        self.smtp_port = smtp_port
         self.log_file = gateway.workdir / "console.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -155,6 +217,8 @@ class ConsoleServer:
         gw = self.gateway
         argv = [str(POORTWACHTER), "--data-dir", str(gw.data_dir), "console", "--listen", f"127.0.0.1:{self.port}",
                 "--policy", str(gw.policy), "--clock-file", str(gw.clock_file)]
+        if self.smtp_port is not None:
+            argv += ["--smtp", f"127.0.0.1:{self.smtp_port}", "--mail-from", MAIL_FROM, "--console-url", self.base]
         with open(self.log_file, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          cwd=gw.workdir, env=_env(gw.data_dir), start_new_session=True)
