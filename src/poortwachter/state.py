@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+OpeningMode = Literal["open", "allowlist"]   # Opening.mode; the store checks its column against it
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class Opening:
 
     id: int
     zone: str
-    mode: Literal["open", "allowlist"]
+    mode: OpeningMode
     sites: Sites
     until: dt.datetime
     source: str = ""                        # verdicts cite the policy's articles.classroom

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy import Engine, create_engine, func, inspect, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
@@ -32,9 +32,9 @@ from poortwachter.store import (
     state_revision,
 )
 from poortwachter.store.db import current_revision, head_revision
-from poortwachter.store.models import Base, BanRow, ChangeRow, ExamRow, GrantRow, OpeningRow
+from poortwachter.store.models import BanRow, Base, ChangeRow, ExamRow
 
-from ..dbfixtures import db_url, store  # noqa: F401  (fixtures; test_workflow* import them from here)
+from ..dbfixtures import db_url, pg_schema, pg_url, store  # noqa: F401  (fixtures; test_workflow* import them from here)
 
 AMS = ZoneInfo("Europe/Amsterdam")
 NOW = dt.datetime(2025, 3, 10, 9, 0, tzinfo=dt.UTC)   # a Monday, 10:00 in Amsterdam
@@ -86,6 +86,32 @@ def test_models_match_the_migrations(store: Store) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+
+
+def _checks(engine: Engine) -> dict[str, list[tuple[str | None, str]]]:
+    inspector = inspect(engine)
+    return {table: sorted((c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table))
+            for table in sorted(inspector.get_table_names()) if table != "alembic_version"}
+
+
+def test_models_checks_match_the_migrations(store: Store, tmp_path: Path) -> None:
+    # compare_metadata leaves CHECK constraints out: compare the migrated database's with those the
+    # models create on the same backend, by name and by the SQL the backend keeps.
+    if store.engine.dialect.name == "sqlite":
+        models = create_engine(f"sqlite:///{tmp_path / 'models.db'}")
+        Base.metadata.create_all(models)
+        try:
+            assert _checks(store.engine) == _checks(models)
+        finally:
+            models.dispose()
+        return
+    with pg_schema("pw_models") as schema:
+        models = create_engine(pg_url(schema))
+        try:
+            Base.metadata.create_all(models)
+            assert _checks(store.engine) == _checks(models)
+        finally:
+            models.dispose()
 
 
 def test_opening_again_keeps_data_and_revision(db_url: str) -> None:

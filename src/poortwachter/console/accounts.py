@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from ..workflow import ROLES, Invalid, NotFound
+from ..roles import ROLES
+from ..workflow import Invalid, NotFound
 from ..workflow.useradmin import (
     RESET_VALID,
     add_user,

@@ -10,8 +10,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from ..hosts import BadHost, normalize_host, parse_url, readable
+from ..roles import ROLE_TITLES_IN_TEXT
 from ..store.db import Store
-from ..workflow.common import ROLE_TITLES
 from ..workflow.records import PUBLIC_ROLE, SYSTEM_ROLE, Person
 from ..workflow.records import person as lookup_person
 from .policyview import GATEWAY_ROLES
@@ -77,7 +77,7 @@ def moment(when: dt.datetime | None, tz: ZoneInfo) -> str:
 
 def role_title(role: str) -> str:
     """The role a step was taken in: "leidinggevende / manager", "aanvrager / requester", ..."""
-    return ROLE_TITLES.get(role) or ACTOR_TITLES.get(role) or "–"
+    return ROLE_TITLES_IN_TEXT.get(role) or ACTOR_TITLES.get(role) or "–"
 
 
 def person(who: Person | None) -> str:

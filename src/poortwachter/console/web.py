@@ -32,8 +32,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from ..clock import Clock
+from ..roles import ROLE_TITLES, ROLES
 from ..store.db import Store
-from ..workflow import ROLES, Conflict, Forbidden, Invalid, Throttled, User
+from ..workflow import Conflict, Forbidden, Invalid, Throttled, User
 from ..workflow.errors import NotFound
 from ..workflow.notify import Notices, status_path
 from ..workflow.sessions import load_session
@@ -50,16 +51,6 @@ TEMPLATES = Path(__file__).with_name("templates")
 PUBLIC: frozenset[str] = frozenset()           # no login needed
 ANY_STAFF: frozenset[str] = frozenset(ROLES)  # any logged-in role
 MAX_BODY = 64 * 1024
-
-ROLE_TITLES = {
-    "ict": "ICT",
-    "leidinggevende": "Leidinggevende / Manager",
-    "docent": "Docent / Teacher",
-    "directie": "Directie / School management",
-    "examencoordinator": "Examencoördinator / Exam coordinator",
-    "fg": "Functionaris gegevensbescherming / Data protection officer",
-    "mr": "Medezeggenschapsraad / Participation council",
-}
 
 
 @dataclass

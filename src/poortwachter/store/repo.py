@@ -24,12 +24,22 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..hosts import BadHost, normalize_host
-from ..state import Exam, Grant, Opening
+from ..state import Exam, Grant, Opening, OpeningMode
 from .db import _WRITE
-from .models import BanRow, ChangeRow, DownloadLimitRow, ExamRow, GrantRow, MetaRow, OpeningRow
+from .models import (
+    GRANT_STATUSES,
+    OPENING_MODES,
+    BanRow,
+    ChangeRow,
+    DownloadLimitRow,
+    ExamRow,
+    GrantRow,
+    GrantStatus,
+    MetaRow,
+    OpeningRow,
+)
 
 ObjectKind = Literal["ban", "grant", "opening", "exam", "download_limit"]
-GrantStatus = Literal["pending", "approved", "rejected"]
 
 
 # --- the change log and the revision --------------------------------------------------------
@@ -85,7 +95,7 @@ def add_grant(session: Session, *, start: dt.datetime, end: dt.datetime, actor: 
               approved_by: str | None = None, now: dt.datetime | None = None) -> int:
     """A temporary unblock of sites/categories for some zones and roles (empty: all). Only
     `approved` grants reach the gateway; approved_by defaults to the actor for those."""
-    if status not in ("pending", "approved", "rejected"):
+    if status not in GRANT_STATUSES:
         raise ValueError("Onbekende status / Unknown status")
     site_list, category_list = _sites(sites), _names(categories)
     if not site_list and not category_list:
@@ -106,13 +116,13 @@ def revoke_grant(session: Session, grant_id: int, *, actor: str, reason: str,
 
 # --- classroom openings ----------------------------------------------------------------------
 
-def add_opening(session: Session, *, zone: str, mode: Literal["open", "allowlist"], until: dt.datetime,
+def add_opening(session: Session, *, zone: str, mode: OpeningMode, until: dt.datetime,
                 actor: str, reason: str, sites: Iterable[str] = (), categories: Iterable[str] = (),
                 source: str | None = None, start: dt.datetime | None = None,
                 now: dt.datetime | None = None) -> int:
     """`open`: let the sites through in this zone; `allowlist`: only these sites (none at all if
     empty, a teacher closing the room)."""
-    if mode not in ("open", "allowlist"):
+    if mode not in OPENING_MODES:
         raise ValueError("Onbekende modus / Unknown mode")
     site_list, category_list = _sites(sites), _names(categories)
     if mode == "open" and not site_list and not category_list:

@@ -11,12 +11,11 @@ import datetime as dt
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..state import Ban, DownloadLimit, Exam, Grant, Opening, Sites, State
+from ..state import Ban, DownloadLimit, Exam, Grant, Opening, OpeningMode, Sites, State
 from .db import Store
 from .models import BanRow, DownloadLimitRow, ExamRow, GrantRow, MetaRow, OpeningRow
 
@@ -105,7 +104,7 @@ def _grant(row: GrantRow) -> Grant:
 
 
 def _opening(row: OpeningRow) -> Opening:
-    mode: Literal["open", "allowlist"] = "allowlist" if row.mode == "allowlist" else "open"
+    mode: OpeningMode = "allowlist" if row.mode == "allowlist" else "open"
     return Opening(id=row.id, zone=row.zone, mode=mode, sites=Sites.of(row.sites, row.categories),
                    until=row.until, source=row.source, start=row.start)
 

@@ -54,6 +54,7 @@ Additions (all optional to use)
   decline and withdraw erase it.
 """
 
+from ..roles import ROLES
 from .accounts import authenticate, create_user, get_user, list_users
 from .classroom import (
     ExamView,
@@ -71,7 +72,7 @@ from .classroom import (
     record_expiries,
     start_exam,
 )
-from .common import ROLES, User
+from .common import User
 from .errors import Conflict, Forbidden, Invalid, NotFound, Throttled
 from .requests import (
     GrantView,

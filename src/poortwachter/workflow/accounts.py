@@ -21,9 +21,10 @@ from sqlalchemy import delete, select
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
+from ..roles import ROLES
 from ..store import repo
 from ..store.models import NAME, LoginThrottleRow, UserRow
-from .common import ROLES, User, aware, change, email_address, names, text
+from .common import User, aware, change, email_address, names, text
 from .errors import Conflict, Invalid, Throttled
 from .throttle import ACCOUNT, FORGET
 

@@ -13,13 +13,23 @@ import datetime as dt
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from ..state import OpeningMode
 from ..store import repo
-from ..store.models import BanRow, CaseRow, DownloadLimitRow, ExamRow, GrantRow, OpeningRow, UnblockRequestRow
+from ..store.models import (
+    OPENING_MODES,
+    BanRow,
+    CaseRow,
+    ChangeRow,
+    DownloadLimitRow,
+    ExamRow,
+    GrantRow,
+    OpeningRow,
+    UnblockRequestRow,
+)
 from .common import SYSTEM, User, actor_of, aware, names, repo_input, require_role, text
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .requests import PENDING, _sites
@@ -39,6 +49,7 @@ class OpeningView:
     until: dt.datetime
     created_by: str
     created_at: dt.datetime
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class ExamView:
     until: dt.datetime
     created_by: str
     created_at: dt.datetime
+    reason: str = ""              # the exam's name (the form asks "Welk examen?")
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,7 @@ class ExclusionView:
 
 # --- classroom openings ----------------------------------------------------------------------
 
-def open_classroom(s: Session, *, user: User, zone: str, mode: Literal["open", "allowlist"],
+def open_classroom(s: Session, *, user: User, zone: str, mode: OpeningMode,
                    sites: Iterable[str] = (), categories: Iterable[str] = (), until: dt.datetime,
                    reason: str, now: dt.datetime, start: dt.datetime | None = None,
                    openable: Iterable[str] | None = None) -> int:
@@ -78,7 +90,7 @@ def open_classroom(s: Session, *, user: User, zone: str, mode: Literal["open", "
     require_role(user, "docent", "ict")
     zone_name = text(zone, "Zone", "Zone")
     _own_zone(user, zone_name)
-    if mode not in ("open", "allowlist"):
+    if mode not in OPENING_MODES:
         raise Invalid("Modus moet 'open' of 'allowlist' zijn / Mode must be 'open' or 'allowlist'")
     now, begin, end = _window(start, until, now)
     site_list, category_list = _sites(sites), names(categories, "Categorieën", "Categories")
@@ -215,15 +227,30 @@ def list_openings(s: Session, *, now: dt.datetime, zones: Iterable[str] | None =
     query = _not_ended(OpeningRow, now)
     if zones is not None:
         query = query.where(OpeningRow.zone.in_(list(zones)))
+    rows = list(s.scalars(query))
+    reasons = _added_because(s, "opening", [r.id for r in rows])
     return [OpeningView(id=r.id, zone=r.zone, mode=r.mode, sites=tuple(r.sites), categories=tuple(r.categories),
-                        start=r.start, until=r.until, created_by=r.created_by, created_at=r.created_at)
-            for r in s.scalars(query)]
+                        start=r.start, until=r.until, created_by=r.created_by, created_at=r.created_at,
+                        reason=reasons.get(r.id, ""))
+            for r in rows]
 
 
 def list_exams(s: Session, *, now: dt.datetime) -> list[ExamView]:
+    rows = list(s.scalars(_not_ended(ExamRow, now)))
+    reasons = _added_because(s, "exam", [r.id for r in rows])
     return [ExamView(id=r.id, zone=r.zone, sites=tuple(r.sites), categories=tuple(r.categories),
-                     start=r.start, until=r.until, created_by=r.created_by, created_at=r.created_at)
-            for r in s.scalars(_not_ended(ExamRow, now))]
+                     start=r.start, until=r.until, created_by=r.created_by, created_at=r.created_at,
+                     reason=reasons.get(r.id, ""))
+            for r in rows]
+
+
+def _added_because(s: Session, kind: str, ids: list[int]) -> dict[int, str]:
+    """The reason each object was added with (the change log's "add" entry): the rows keep none."""
+    if not ids:
+        return {}
+    query = select(ChangeRow.object_id, ChangeRow.reason).where(
+        ChangeRow.object == kind, ChangeRow.kind == "add", ChangeRow.object_id.in_(ids))
+    return {object_id: reason for object_id, reason in s.execute(query)}
 
 
 def list_exclusions(s: Session, *, now: dt.datetime) -> list[ExclusionView]:

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from ..cliexit import EXIT_INVALID, EXIT_OK, EXIT_REFUSED, guarded
 from ..cliexit import CliExit as _Exit
+from ..roles import ROLES
 
 LOCAL = ZoneInfo("Europe/Amsterdam")
 _RELATIVE = re.compile(r"\+(\d+)([mhd])")
@@ -50,8 +51,6 @@ Command = Callable[[argparse.Namespace], int]
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `user`, `grant`, `ban`, `limit` and `requests`; each leaf sets `func(args) -> exit status` and
     reads args.data_dir (a Path) and --db."""
-    from .common import ROLES
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", metavar="URL", help="database URL (default: sqlite in the data directory)")
     common.add_argument("--at", help=argparse.SUPPRESS)   # act as if it were TIME (tests, drills)

@@ -10,25 +10,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from ..roles import ROLE_TITLES_IN_TEXT
 from ..store import repo
-from ..store.models import EMAIL, NAME, ROLES
+from ..store.models import EMAIL, NAME
 from .errors import Forbidden, Invalid
 
-__all__ = ["ROLES", "SYSTEM", "User", "actor_of", "aware", "change", "email_address", "names", "repo_input",
-           "require_role", "text"]
+__all__ = ["SYSTEM", "User", "actor_of", "aware", "change", "email_address", "names", "repo_input", "require_role",
+           "text"]
 
 SYSTEM = "systeem"     # the actor of what nobody did by hand (expiry)
 MAX_TEXT = 2000        # a reason or motivation: a few sentences, not an essay
-
-ROLE_TITLES = {
-    "ict": "ICT",
-    "leidinggevende": "leidinggevende / manager",
-    "docent": "docent / teacher",
-    "directie": "directie / management",
-    "examencoordinator": "examencoördinator / exam coordinator",
-    "fg": "functionaris gegevensbescherming / data protection officer",
-    "mr": "medezeggenschapsraad / participation council",
-}
 
 
 @dataclass(frozen=True)
@@ -48,7 +39,7 @@ def actor_of(user: User) -> str:
 
 def require_role(user: User | None, *roles: str) -> User:
     if user is None or user.role not in roles:
-        allowed = ", ".join(ROLE_TITLES.get(r, r) for r in roles)
+        allowed = ", ".join(ROLE_TITLES_IN_TEXT.get(r, r) for r in roles)
         raise Forbidden(f"Niet toegestaan voor deze rol (alleen: {allowed}) / "
                         f"Not allowed for this role (only: {allowed})")
     return user

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from ..roles import ROLES
 from ..store.models import BanRow, ChangeRow, GrantRow, UnblockRequestRow, UserRow
-from .common import ROLES, SYSTEM, aware
+from .common import SYSTEM, aware
 from .requests import PUBLIC, RequestView, find_request, get_request, list_requests, parse_extension
 
 # A request's state: its status until it is approved, then the state of its grant.

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from ..roles import ROLES
 from ..store import repo
 from ..store.models import PasswordResetRow, SessionRow, UserRow
 from .accounts import check_zones, clear_throttle, create_user, hash_password, login_name, user_of
-from .common import ROLES, User, actor_of, aware, change, email_address, names, require_role, text
+from .common import User, actor_of, aware, change, email_address, names, require_role, text
 from .errors import Conflict, Forbidden, Invalid, NotFound
 
 RESET_VALID = dt.timedelta(hours=1)
