@@ -2,7 +2,7 @@
 recording (the default) the answer to the request waits until its event is on disk.
 
 The enforcing addon hands each final verdict over through `accept` (one bounded deque append,
-see addons/enforce.py); the background writer (addons/audit_writer.py) seals, numbers and writes
+see addons/enforce.py); the background writer (auditlog/writer.py) seals, numbers and writes
 them to <data dir>/audit/spool (one fsync per round for all that was queued: a group commit) and
 batches them into the store. `accept` returns what the hook awaits before mitmproxy sends the
 answer: a future shared by every event of one round (`Waiters`), resolved from the writer's
@@ -26,7 +26,7 @@ but it is fixed per installation and documented with the key ceremony):
 - poortwachter_audit_interval / _timeout: seconds between store batches (fast: between rounds),
   and how long a store write may take before its events wait in the spool.
 - poortwachter_checkpoint_dir / _syslog / _mail / _interval: where the signed checkpoints of this
-  gateway's events log and of the access ledger go (audit/checkpoints.py): a directory (default
+  gateway's events log and of the access ledger go (auditlog/exporters.py): a directory (default
   <data dir>/audit/checkpoints), a syslog collector ("udp://HOST:PORT", "tcp://HOST:PORT" or
   "HOST:PORT"; empty: off), mail to the privacy officer ("smtp-host[:port]/recipient[,recipient]";
   empty: off), and the seconds between rounds (a round also follows each stored batch, at most
@@ -50,15 +50,16 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions
 
 from poortwachter import metrics
-from poortwachter.audit.checkpoints import CheckpointThread, Exporter, exporters_from_options, gateway_checkpoints
 from poortwachter.audit.keystore import EscrowKeyError, KeyStore, audit_dir
 from poortwachter.audit.record import Seen
 from poortwachter.audit.sequence import SequenceFile
 from poortwachter.audit.spool import Spool, SpoolLocked
+from poortwachter.auditlog.checkpointer import CheckpointThread, gateway_checkpoints
+from poortwachter.auditlog.exporters import Exporter, exporters_from_options
+from poortwachter.auditlog.writer import Writer
 from poortwachter.paths import resolve_data_dir
 from poortwachter.store import default_url
 
-from .audit_writer import Writer
 from .engine import EngineAddon
 from .options import seconds
 from .state_sync import store_url

@@ -19,6 +19,7 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions
 
 from poortwachter import metrics
+from poortwachter.cli import clock_option_refused
 from poortwachter.clock import make_clock
 from poortwachter.gateway import Engine
 from poortwachter.paths import resolve_data_dir
@@ -49,7 +50,8 @@ class EngineAddon:
         loader.add_option("poortwachter_data_dir", str, "",
                           "Data directory (lists, store); empty: POORTWACHTER_DATA_DIR or the default.")
         loader.add_option("poortwachter_clock_file", str, "",
-                          "Read the time from this file (ISO-8601) instead of the system clock: for tests and drills.")
+                          "Read the time from this file (ISO-8601) instead of the system clock: for tests only, "
+                          "refused unless POORTWACHTER_TEST_CLOCK=1.")
         # str, not float: mitmproxy cannot parse a float option given with --set
         loader.add_option("poortwachter_reload_interval", str, "1.0", "Seconds between checks for a changed policy or lists.")
         loader.add_option("poortwachter_policy_settle", str, "2.0",
@@ -62,6 +64,9 @@ class EngineAddon:
             self._settle = seconds("poortwachter_policy_settle", ctx.options.poortwachter_policy_settle, low=0.0, high=60)
         if not updated & {"poortwachter_policy", "poortwachter_data_dir", "poortwachter_clock_file"}:
             return
+        refusal = clock_option_refused("poortwachter_clock_file") if ctx.options.poortwachter_clock_file else None
+        if refusal:
+            raise exceptions.OptionsError(refusal)
         data_dir = resolve_data_dir(ctx.options.poortwachter_data_dir or None)
         try:
             engine = Engine(Path(ctx.options.poortwachter_policy), data_dir,

@@ -26,10 +26,31 @@ from pathlib import Path
 from .paths import resolve_data_dir
 
 EXIT_INVALID = 2
+# Set to 1 by the test suite only: the options that fake "now" (run/console --clock-file, classify
+# --at, the addon's poortwachter_clock_file) are refused without it.
+TEST_CLOCK_ENV = "POORTWACHTER_TEST_CLOCK"
 
 
 def _policy_error_lines(exc: Exception) -> str:
     return str(exc)
+
+
+def clock_option_refused(option: str) -> str | None:
+    """Why `option`, a clock of the test suite, may not be used here, or None in a test
+    (POORTWACHTER_TEST_CLOCK=1). In production the gateway and the console keep the system clock:
+    a faked "now" would move the timetable, openings, exams and grants for every pupil."""
+    if os.environ.get(TEST_CLOCK_ENV) == "1":
+        return None
+    return (f"{option} is alleen voor tests ({TEST_CLOCK_ENV}=1); de gateway gebruikt de systeemklok / "
+            f"{option} is only for tests ({TEST_CLOCK_ENV}=1); the gateway uses the system clock")
+
+
+def _refuse_clock(option: str, given: object) -> bool:
+    """Print why and return True when a clock option was given outside a test."""
+    refusal = clock_option_refused(option) if given else None
+    if refusal:
+        print(refusal, file=sys.stderr)
+    return refusal is not None
 
 
 # --- check-policy -----------------------------------------------------------------------------
@@ -129,6 +150,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from .hosts import BadHost
     from .policy.load import PolicyError
 
+    if _refuse_clock("--at", args.at):
+        return EXIT_INVALID
     try:
         engine = _engine(args, args.at)
     except PolicyError as exc:
@@ -327,6 +350,8 @@ def _ensure_ca(confdir: Path) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .policy.load import PolicyError, load_policy
 
+    if _refuse_clock("--clock-file", args.clock_file):
+        return EXIT_INVALID
     try:
         load_policy(args.policy)
     except PolicyError as exc:
@@ -424,14 +449,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="the verdict for one URL, as JSON")
     p.add_argument("--policy", required=True)
     p.add_argument("--client", required=True, help="client IP address")
-    p.add_argument("--at", help="ISO-8601 time (default: now); without offset: Europe/Amsterdam")
+    p.add_argument("--at", help="the moment to ask about, ISO-8601 (default: now); without offset: "
+                                "Europe/Amsterdam. A question only: the gateway keeps the system clock")
     p.add_argument("--pretty", action="store_true")
     p.add_argument("url")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("classify", help="squid helper lines on stdin, verdict lines on stdout")
     p.add_argument("--policy", required=True)
-    p.add_argument("--at", help="ISO-8601 time (default: now)")
+    p.add_argument("--at", help=argparse.SUPPRESS)   # tests only (POORTWACHTER_TEST_CLOCK=1): a fixed "now"
     p.add_argument("--flush", action="store_true", help="flush after every line (when squid drives it)")
     p.set_defaults(func=cmd_classify)
 
@@ -450,7 +476,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                         "DATA_DIR/workers/NAME (audit spool, sequence, checkpoints, state snapshot), lists, CA and "
                         "store shared; a number n shifts the ports: --listen and --dns port + (n-1), --metrics "
                         "port + 10*(n-1) (worker 1: 8080 and 9108, worker 2: 8081 and 9118)")
-    p.add_argument("--clock-file", help=argparse.SUPPRESS)
+    p.add_argument("--clock-file", help=argparse.SUPPRESS)   # tests only (POORTWACHTER_TEST_CLOCK=1)
     p.add_argument("extra", nargs="*", help="further mitmdump arguments after --")
     p.set_defaults(func=cmd_run)
 

@@ -10,7 +10,9 @@ Precedence, first hit wins (see README, "The decision"):
  5. the policy's rules, in the order written   -> allow / block / allowlist_only
  6. the policy's default
 Every verdict names the rule and the reglement article, so the block page, `poortwachter explain`
-and the audit log tell the same story.
+and the audit log tell the same story. A run-time decision (1, 3, 4) cites its own article, else the
+policy's `articles:` for its kind. When an exam or a restricted room blocks a request that a rule
+forbids for everyone at every moment (`CompiledPolicy.forbidden`), the verdict names that rule.
 """
 
 from __future__ import annotations
@@ -125,14 +127,14 @@ def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
     host, path = req.host, req.path
     cats = ctx.categorizer.request(host, path)
     # the verdict's fields that do not depend on which step decides
-    tail = (zone.name, zone.role, period.period, zone.inspection, cats)
+    tail: Tail = (zone.name, zone.role, period.period, zone.inspection, cats)
     first = min(cats) if cats else None
 
     state = ctx.state
     if state.any:
         ban = state.ban_for(req.client, now)
         if ban is not None:
-            return Verdict("block", "uitsluiting", ban.source or policy.articles.exclusion, first, *tail)
+            return Verdict("block", "uitsluiting", _cited(ban.source, policy.articles.exclusion), first, *tail)
     if ctx.not_ready and not (policy.school_environment.covers(host, path, cats)
                               or policy.no_decrypt.covers(host, None, cats)):
         return Verdict("block", NOT_READY, policy.gate_source, first, *tail)
@@ -145,22 +147,24 @@ def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
         articles = policy.articles
         exam = state.exam_for(zone.name, now)
         if exam is not None:
+            source = _cited(exam.source, articles.exam)
             if exam.allowlist.covers(host, path, cats) and not cats & policy.closed_to["examencoordinator"]:
-                return Verdict("allow", "examen-toegestaan", exam.source or articles.exam, first, *tail)
-            return Verdict("block", "examen", exam.source or articles.exam, first, *tail)
+                return Verdict("allow", "examen-toegestaan", source, first, *tail)
+            return _forbidden(policy, cats, tail) or Verdict("block", "examen", source, first, *tail)
         opening = state.opening_for(zone.name, now)
         if opening is not None:
-            inside = opening.sites.covers(host, path, cats)
-            if opening.mode == "open" and inside and not cats & policy.closed_to["docent"]:
-                return Verdict("allow", "lokaal-open", opening.source or articles.classroom, first, *tail)
+            source = _cited(opening.source, articles.classroom)
+            inside = opening.sites.covers(host, path, cats) and not cats & policy.closed_to["docent"]
+            if opening.mode == "open" and inside:
+                return Verdict("allow", "lokaal-open", source, first, *tail)
             if opening.mode == "allowlist":
                 # the school's own environment stays reachable in a restricted room
-                inside = inside or policy.school_environment.covers(host, path, cats)
-                return Verdict("allow" if inside else "block", "lokaal-allowlist", opening.source or articles.classroom,
-                               first, *tail)
+                if inside or policy.school_environment.covers(host, path, cats):
+                    return Verdict("allow", "lokaal-allowlist", source, first, *tail)
+                return _forbidden(policy, cats, tail) or Verdict("block", "lokaal-allowlist", source, first, *tail)
         grant = state.grant_for(zone.name, zone.kind, zone.role, host, path, cats, now)
         if grant is not None and not cats & policy.closed_to["ict"]:
-            return Verdict("allow", "deblokkering", grant.source or articles.unblock, first, *tail)
+            return Verdict("allow", "deblokkering", _cited(grant.source, articles.unblock), first, *tail)
 
     ip_literal = _is_ip(host)
     for rule in policy.applicable(zone, period.tags):
@@ -174,6 +178,29 @@ def decide(req: Request, ctx: Context, now: dt.datetime) -> Verdict:
             action = "allow" if rule.allowlist.covers(host, path, cats) else "block"
         return Verdict(action, rule.name, rule.source, category, *tail)
     return Verdict(policy.default, "standaard", policy.default_source, first, *tail)
+
+
+def _cited(own: str, policys: str) -> str:
+    """A run-time decision's own article, else the policy's for its kind (never empty: the policy
+    model requires it)."""
+    return own if own and not own.isspace() else policys
+
+
+# a verdict's last fields, those that do not depend on which step decides: zone, role, period,
+# inspection, categories
+Tail = tuple[str, str, str | None, str, frozenset[str]]
+
+
+def _forbidden(policy: CompiledPolicy, cats: frozenset[str], tail: Tail) -> Verdict | None:
+    """An exam or a restricted room blocks a request that a rule of the policy blocks anyway, for
+    everyone at every moment (pornography, hacking): the verdict names that rule and its article,
+    the reason the request could never have passed."""
+    hit = cats & policy.forbidden.keys() if cats and policy.forbidden else None
+    if not hit:
+        return None
+    name = min(hit)
+    rule = policy.forbidden[name]
+    return Verdict("block", rule.name, rule.source, name, *tail)
 
 
 def refusal(ctx: Context, client: IPAddress, rule: str, now: dt.datetime, host: str | None = None) -> Verdict:

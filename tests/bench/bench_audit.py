@@ -4,7 +4,7 @@ Run as a script (not collected by pytest):  .venv/bin/python tests/bench/bench_a
 
 What the gateway's recorder does, without the proxy: events (Seen tuples, as the enforcing addon
 hands them over, a mix of zones, clients and blocked/allowed verdicts) are put on its queue and the
-real background writer (addons/audit_writer.py) seals each one to an escrow key (X25519 + HKDF +
+real background writer (auditlog/writer.py) seals each one to an escrow key (X25519 + HKDF +
 ChaCha20-Poly1305), computes its pseudonym, numbers it and writes it in batches, with its period
 key, to a fresh store. Measured per backend:
 - sustained: N events queued at once, time until the last one is committed (the writer's own
@@ -45,7 +45,6 @@ RESULTS = REPO / "tests" / "bench" / "results" / "audit.json"
 PG_URL = os.environ.get("POORTWACHTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GOAL = 5000.0
 
-from poortwachter_addons.audit_writer import Writer  # noqa: E402
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
@@ -55,6 +54,7 @@ from poortwachter.audit.record import Seen, build_event, subject_of  # noqa: E40
 from poortwachter.audit.seal import generate_keypair  # noqa: E402
 from poortwachter.audit.sequence import SequenceFile  # noqa: E402
 from poortwachter.audit.spool import Spool  # noqa: E402
+from poortwachter.auditlog.writer import Writer  # noqa: E402
 from poortwachter.decide import Verdict  # noqa: E402
 from poortwachter.store import Store, default_url, open_store  # noqa: E402
 from poortwachter.store.audit_repo import count_events, insert_events  # noqa: E402

@@ -40,13 +40,14 @@ BATCH = 5_000
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 from poortwachter.audit import checkpoint, merkle  # noqa: E402
-from poortwachter.audit.checkpoints import Checkpointer, DirectoryExporter  # noqa: E402
 from poortwachter.audit.log import Frontier, check  # noqa: E402
 from poortwachter.audit.pseudonym import period_of, pseudonym  # noqa: E402
 from poortwachter.audit.record import AuditEvent, Seen, build_event  # noqa: E402
-from poortwachter.audit.retention import apply_retention  # noqa: E402
 from poortwachter.audit.seal import generate_keypair  # noqa: E402
-from poortwachter.audit.verify import verify  # noqa: E402
+from poortwachter.auditlog.checkpointer import Checkpointer  # noqa: E402
+from poortwachter.auditlog.exporters import DirectoryExporter  # noqa: E402
+from poortwachter.auditlog.retention import apply_retention  # noqa: E402
+from poortwachter.auditlog.verify import verify  # noqa: E402
 from poortwachter.decide import Verdict  # noqa: E402
 from poortwachter.store import Store, default_url, open_store  # noqa: E402
 from poortwachter.store.audit_repo import insert_events  # noqa: E402

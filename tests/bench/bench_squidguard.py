@@ -709,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         classify = [*poortwachter_cmd(), "--data-dir", str(data_dir), "classify", "--policy", str(policy)]
         if args.at:
             classify += ["--at", args.at]
+            os.environ["POORTWACHTER_TEST_CLOCK"] = "1"   # classify --at: refused outside tests
         commands = {
             "squidguard": [binary, "-c", str(conf)],
             "squidguard (raw lists)": [binary, "-c", str(raw_conf)],

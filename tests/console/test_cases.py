@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from poortwachter.audit import keys, shares
+from poortwachter.audit import shares
 from poortwachter.audit.keystore import KeyStore
 from poortwachter.audit.record import Seen, build_event
+from poortwachter.auditlog import keys
 from poortwachter.decide import Verdict
 from poortwachter.store.audit_repo import insert_events, store_period_keys
 from poortwachter.store.models import CaseRow, LedgerRow

@@ -143,7 +143,7 @@ def objects(console: Console) -> dict[str, int]:
                              until=NOW + dt.timedelta(minutes=30), reason="toets", now=NOW)
         ban_id = exclude(s, user=ict, subject="10.30.9.9", until=NOW + dt.timedelta(hours=2),
                          reason="art. 7", now=NOW)
-        from poortwachter.audit.cases import open_case
+        from poortwachter.auditlog.cases import open_case
         from poortwachter.workflow import list_users
 
         directie = next(u for u in list_users(s) if u.role == "directie")

@@ -140,6 +140,7 @@ def local_input(when: dt.datetime) -> str:
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["POORTWACHTER_DATA_DIR"] = str(data_dir)
+    env["POORTWACHTER_TEST_CLOCK"] = "1"          # console --clock-file: refused outside tests
     return env
 
 

@@ -115,6 +115,7 @@ class Gateway:
     def start(self) -> Gateway:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env["POORTWACHTER_DATA_DIR"] = str(self.data_dir)
+        env["POORTWACHTER_TEST_CLOCK"] = "1"      # poortwachter_clock_file: refused outside tests
         with open(self.stdout_file, "wb") as out, open(self.stderr_file, "wb") as err:
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                          cwd=self.workdir, env=env, start_new_session=True)

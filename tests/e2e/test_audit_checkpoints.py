@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from poortwachter.audit import checkpoint as cpmod
-from poortwachter.audit import keys
 from poortwachter.audit.keystore import audit_dir
 from poortwachter.audit.log import LEDGER_LOG, events_log
+from poortwachter.auditlog import keys
 from poortwachter.store import default_url, open_store
 
 from .clients import curl

@@ -25,11 +25,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from poortwachter.audit.cases import open_case
 from poortwachter.audit.keystore import write_escrow_public
 from poortwachter.audit.record import AuditEvent
 from poortwachter.audit.seal import generate_keypair, unseal
-from poortwachter.store import Store, default_url, open_store
+from poortwachter.auditlog.cases import open_case
+from poortwachter.store import Store, default_url, open_store, state_revision
 from poortwachter.workflow import Conflict, User
 from poortwachter.workflow.limits import impose_download_limit, revoke_download_limit
 
@@ -227,6 +227,9 @@ def limited(world: World) -> Iterator[int]:
                                      until=at("12:00"), reason="overmatig downloaden: 2,1 GB in 1 uur",
                                      now=at("08:00"))
     assert limit_id is not None
+    # The previous test's limit (revoked in its teardown, a revision earlier) may still be in force
+    # and give the 403 below: wait until the gateway has loaded the revision with this one.
+    world.gw.wait_for_revision(state_revision(world.store))
     wait_until(lambda: _get(world, "http://www.example.com/groot?bytes=200000", CLASSROOM).status == 403,
                SYNC_DEADLINE, "the download limit is enforced")
     try:

@@ -64,7 +64,7 @@ def test_lists_update_is_picked_up_by_the_running_gateway(installed_gateway: Gat
 
     wait_until(lambda: _rule(gw, "http://www.facebook.com/") == "sociale-media-in-de-les", 5,
                "the gateway loads the new lists")
-    assert "category lists reloaded" in gw.stderr()
+    wait_until(lambda: "category lists reloaded" in gw.stderr(), 5, "the gateway logs the reload")
     # UT1 domains list, with subdomains
     assert _rule(gw, "http://m.instagram.com/") == "sociale-media-in-de-les"
     # a category that can never be opened: its own rule, and no unblock link on the page
@@ -77,6 +77,8 @@ def test_lists_update_is_picked_up_by_the_running_gateway(installed_gateway: Gat
     assert _rule(gw, "https://www.example.com/xxx/film") == "verboden-categorieen"
     assert _rule(gw, "https://www.example.com/gewoon") is None
     # the list sizes are published, by list name only
-    sizes = dict(re.findall(r'poortwachter_list_entries\{list="([^"]+)"\} (\S+)', gw.metrics()))
-    assert float(sizes["social_networks"]) > 0 and float(sizes["sinfonietta-porn"]) > 0
+    def published() -> bool:
+        sizes = dict(re.findall(r'poortwachter_list_entries\{list="([^"]+)"\} (\S+)', gw.metrics()))
+        return float(sizes.get("social_networks", 0)) > 0 and float(sizes.get("sinfonietta-porn", 0)) > 0
+    wait_until(published, 5, "the new lists' sizes published")
 

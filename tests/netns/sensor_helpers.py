@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scapy.packet import Packet
 from scapy.utils import wrpcap
 
-from tests.e2e.proxy import wait_until  # noqa: F401 - re-exported for the tests
+from tests.e2e.proxy import wait_until  # also re-exported for the tests
 
 from .topology import Topology
 
@@ -142,6 +142,23 @@ class SensorNet:
         except AssertionError as exc:
             dropped = self.value("poortwachter_sensor_dropped_packets_total")
             raise AssertionError(f"{exc} (seen {seen:.0f}, dropped by the kernel {dropped:.0f})") from None
+
+    def wait_values(self, expected: Samples, what: str, timeout: float = 20.0) -> None:
+        """Until every sample in `expected` has exactly its value. `wait_seen` is not enough for
+        what the detectors count: packets_total goes up as a frame comes in, before the byte
+        counters and the detectors have seen that frame."""
+        now: dict[tuple[str, tuple[tuple[str, str], ...]], float | None] = {}
+
+        def reached() -> bool:
+            nonlocal now
+            samples = self.samples()
+            now = {key: samples.get(key) for key in expected}
+            return now == expected
+
+        try:
+            wait_until(reached, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} (now {now})") from None
 
     def stop(self) -> int:
         assert self.proc is not None

@@ -201,7 +201,9 @@ def test_excessive_download_limits_that_client_until_ict_lifts_it(topology: Topo
         assert (sensor.value(EXCESSIVE, zone="klas"), sensor.value(LIMITS, zone="klas")) == (1, 1)
         assert limits_in_store(school) == []
 
-        # 5. Zones only: no client address or MAC in either exposition or in the sensor's log.
+        # 5. Zones only: no client address or MAC in either exposition or in the sensor's log (its
+        # line about the limit, logged just after the metric step 2 waited for, included).
+        wait_until(lambda: "downloadlimiet opgelegd" in sensor.log.read_text(), SYNC, "the sensor logs the limit")
         mac = client_mac(school)
         for where, text in (("gateway metrics", school.metrics(school.workers[0])),
                             ("sensor metrics", sensor.exposition()), ("sensor log", sensor.log.read_text())):
@@ -216,6 +218,9 @@ def test_alert_only_counts_the_excessive_download_and_limits_nobody(topology: To
         status, body = download(school, FIRST, laptop)
         assert status == 200 and len(body) == FIRST, (status, len(body))
         wait_until(lambda: sensor.value(EXCESSIVE, zone="klas") == 1, SYNC, "the sensor to count the excessive download")
+        # the finding is logged just after it is counted, before a limit would be handed on: wait for the line
+        wait_until(lambda: "Overmatig downloaden / Excessive downloading in zone klas" in sensor.log.read_text(),
+                   SYNC, "the sensor logs the excessive download")
 
         status, body = download(school, LARGE, laptop)       # over max_download: it would be refused under a limit
         assert status == 200 and len(body) == LARGE, (status, body[:200])

@@ -103,21 +103,24 @@ def test_attacks_show_in_their_metrics_and_normal_traffic_does_not(net: SensorNe
         ("poortwachter_sensor_port_scans_total", (("kind", "sweep"), ("zone", "klas"))): 0.0,
         ("poortwachter_sensor_excessive_downloads_total", (("zone", "klas"),)): 0.0,
     }
+    # down: 10 data packets and 3 SYN-ACKs; up: 3 SYNs, 3 ACKs and the server's two DHCP replies
+    dhcp_size = len(dhcp(DHCP_SERVER, DHCP_MAC, "offer")[IP])
+    down = ("poortwachter_sensor_bytes_total", (("direction", "down"), ("zone", "klas")))
+    up = ("poortwachter_sensor_bytes_total", (("direction", "up"), ("zone", "klas")))
+    # the last frame counted in bytes too: the sensor is done with it (findings are checked after)
+    net.wait_values({down: 10 * 1040 + 3 * 40, up: 6 * 40 + 2 * dhcp_size}, "the normal traffic's bytes counted")
     samples = net.samples()
     assert {key: samples[key] for key in findings} == findings
     # the kernel filter dropped the LLDP frames: only ARP and IP reached the sensor
     assert samples[("poortwachter_sensor_packets_total", ())] == len(normal)
-    # down: 10 data packets and 3 SYN-ACKs; up: 3 SYNs, 3 ACKs and the server's two DHCP replies
-    dhcp_size = len(dhcp(DHCP_SERVER, DHCP_MAC, "offer")[IP])
-    assert samples[("poortwachter_sensor_bytes_total", (("direction", "down"), ("zone", "klas")))] == 10 * 1040 + 3 * 40
-    assert samples[("poortwachter_sensor_bytes_total", (("direction", "up"), ("zone", "klas")))] == 6 * 40 + 2 * dhcp_size
+    assert samples[down] == 10 * 1040 + 3 * 40
+    assert samples[up] == 6 * 40 + 2 * dhcp_size
     assert samples[("poortwachter_sensor_last_packet_timestamp_seconds", ())] > 0
 
     attack = attacks()
     net.send(attack)
     net.wait_seen(len(normal) + len(attack))
-    samples = net.samples()
-    assert {key: samples[key] for key in findings} == {
+    found = {
         **findings,
         ("poortwachter_sensor_arp_spoofing_total", (("kind", "mac_changed"),)): 1.0,
         ("poortwachter_sensor_arp_spoofing_total", (("kind", "gateway_claimed"),)): 1.0,
@@ -125,6 +128,9 @@ def test_attacks_show_in_their_metrics_and_normal_traffic_does_not(net: SensorNe
         ("poortwachter_sensor_port_scans_total", (("kind", "scan"), ("zone", "klas"))): 1.0,
         ("poortwachter_sensor_port_scans_total", (("kind", "sweep"), ("zone", "klas"))): 1.0,
     }
+    net.wait_values(found, "every attack counted")    # the sweep's finding comes with its last frame
+    samples = net.samples()
+    assert {key: samples[key] for key in findings} == found
     assert net.stop() == 0
 
 
@@ -133,6 +139,8 @@ def test_excessive_download_limits_the_client_in_the_store(net: SensorNet) -> No
     frames = bulk(60)                      # 84,000 bytes: under the 100,000 of the policy
     net.send(frames)
     net.wait_seen(len(frames))
+    down = ("poortwachter_sensor_bytes_total", (("direction", "down"), ("zone", "klas")))
+    net.wait_values({down: 60 * 1440}, "the last frame's bytes counted")   # the sensor is done with it
     assert net.value("poortwachter_sensor_excessive_downloads_total", zone="klas") == 0
     # sizes come from the IP header although the kernel copies only the first 128 bytes
     assert net.value("poortwachter_sensor_bytes_total", zone="klas", direction="down") == 60 * 1440
@@ -140,6 +148,8 @@ def test_excessive_download_limits_the_client_in_the_store(net: SensorNet) -> No
     more = bulk(20)
     net.send(more)
     net.wait_seen(len(frames) + len(more))
+    excessive = ("poortwachter_sensor_excessive_downloads_total", (("zone", "klas"),))
+    net.wait_values({excessive: 1.0}, "the excessive download counted")
     assert net.value("poortwachter_sensor_excessive_downloads_total", zone="klas") == 1
     wait_until(lambda: net.value("poortwachter_sensor_download_limits_total", zone="klas") == 1, 20,
                "the download limit to be written")
@@ -177,6 +187,8 @@ def test_policy_changes_apply_while_running_and_sigterm_stops_it(net: SensorNet)
     scan = [tcp(LAPTOP, SERVER, 40000, port, "S") for port in range(1, 6)]
     net.send(scan)
     net.wait_seen(len(scan))
+    up = ("poortwachter_sensor_bytes_total", (("direction", "up"), ("zone", "klas")))
+    net.wait_values({up: 5 * 40}, "the scan's bytes counted")     # the sensor is done with its last SYN
     assert net.value("poortwachter_sensor_port_scans_total", zone="klas", kind="scan") == 0
 
     assert net.policy is not None
@@ -186,6 +198,8 @@ def test_policy_changes_apply_while_running_and_sigterm_stops_it(net: SensorNet)
     again = [tcp(LAPTOP, "10.40.0.11", 40000, port, "S") for port in range(1, 6)]
     net.send(again)
     net.wait_seen(len(scan) + len(again))
+    scans = ("poortwachter_sensor_port_scans_total", (("kind", "scan"), ("zone", "klas")))
+    net.wait_values({scans: 1.0}, "the scan under the new policy counted")
     assert net.value("poortwachter_sensor_port_scans_total", zone="klas", kind="scan") == 1
 
     broken = policy(ports=5).replace("ports: 5", "ports: veel")
@@ -196,6 +210,7 @@ def test_policy_changes_apply_while_running_and_sigterm_stops_it(net: SensorNet)
     third = [tcp(LAPTOP, "10.40.0.12", 40000, port, "S") for port in range(1, 6)]
     net.send(third)                          # the previous policy (5 ports) still counts
     net.wait_seen(len(scan) + len(again) + len(third))
+    net.wait_values({scans: 2.0}, "the scan under the kept policy counted")
     assert net.value("poortwachter_sensor_port_scans_total", zone="klas", kind="scan") == 2
 
     assert net.stop() == 0

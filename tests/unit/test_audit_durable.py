@@ -1,4 +1,4 @@
-"""Durable audit recording (addons/audit.py, addons/audit_writer.py): an event is on disk, fsync'd
+"""Durable audit recording (addons/audit.py, auditlog/writer.py): an event is on disk, fsync'd
 and numbered, before the hook that handed it over may answer; many events share one fsync; a
 disk that does not confirm in time is answered anyway (counted, logged once); a full spool and a
 store that is away drain once the store is back, and what cannot be kept is counted; each run
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from poortwachter_addons.audit import Waiters
-from poortwachter_addons.audit_writer import Writer
 from sqlalchemy import text
 
 from poortwachter.audit.keystore import KeyStore, write_escrow_public
@@ -35,11 +34,12 @@ from poortwachter.audit.record import (
     restart_event,
     restart_of,
 )
-from poortwachter.audit.retention import RetentionPolicy, apply_retention
 from poortwachter.audit.seal import generate_keypair, unseal
 from poortwachter.audit.sequence import SequenceFile
 from poortwachter.audit.spool import Spool, read_records
-from poortwachter.audit.verify import verify
+from poortwachter.auditlog.retention import RetentionPolicy, apply_retention
+from poortwachter.auditlog.verify import verify
+from poortwachter.auditlog.writer import Writer
 from poortwachter.store import Store, open_store
 
 from .test_audit_verify import T0, add_events, checkpoint_round, codes, event, run_cli

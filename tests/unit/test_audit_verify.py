@@ -1,8 +1,8 @@
-"""Tamper evidence of the audit logs (audit/checkpoints.py, audit/verify.py, `poortwachter audit
+"""Tamper evidence of the audit logs (auditlog/checkpointer.py, auditlog/verify.py, `poortwachter audit
 verify`): every corruption of a real store is found against the checkpoints that left the box.
 
 Events and ledger entries are written through the real code paths (store/audit_repo.py,
-audit/cases.py), checkpoints are signed and exported by the real Checkpointer, the database is
+auditlog/cases.py), checkpoints are signed and exported by the real Checkpointer, the database is
 then corrupted with plain SQL, as an administrator with database access could. The store is
 SQLite in tmp_path; the main scenario also runs on PostgreSQL at 127.0.0.1:5432 (a fresh schema
 per test; POORTWACHTER_TEST_PG_URL to use another server).
@@ -29,27 +29,16 @@ import pytest
 from sqlalchemy import make_url, select, text
 
 from poortwachter.audit import checkpoint
-from poortwachter.audit.cases import append_ledger
-from poortwachter.audit.checkpoints import (
-    Checkpointer,
-    CheckpointThread,
-    DirectoryExporter,
-    ExportError,
-    Exporter,
-    MailExporter,
-    Note,
-    SyslogExporter,
-    checkpoint_note,
-    gateway_checkpoints,
-    notes_in_text,
-    parse_note,
-)
 from poortwachter.audit.log import LEDGER_LOG, events_log
+from poortwachter.audit.notes import Note, checkpoint_note, notes_in_text, parse_note
 from poortwachter.audit.pseudonym import period_of, pseudonym
 from poortwachter.audit.record import AuditEvent, Seen, build_event
 from poortwachter.audit.seal import generate_keypair
-from poortwachter.audit.verify import Report, parse_key, read_exported, render, verify
 from poortwachter.audit.verify_cli import register
+from poortwachter.auditlog.checkpointer import Checkpointer, CheckpointThread, gateway_checkpoints
+from poortwachter.auditlog.exporters import DirectoryExporter, Exporter, ExportError, MailExporter, SyslogExporter
+from poortwachter.auditlog.ledger import append_ledger
+from poortwachter.auditlog.verify import Report, parse_key, read_exported, render, verify
 from poortwachter.decide import Verdict
 from poortwachter.store import Store, open_store, repo
 from poortwachter.store.audit_repo import insert_events

@@ -1,4 +1,4 @@
-"""The audit recorder's background writer (addons/audit_writer.py) and its store side
+"""The audit recorder's background writer (auditlog/writer.py) and its store side
 (store/audit_repo.py, migration 0003) on SQLite and PostgreSQL: batches reach the store in order
 and exactly once, through outages, slow writes, restarts and replays of the spool. These tests
 run the writer in fast mode (the spool written only while the store fails);
@@ -35,12 +35,12 @@ from poortwachter.audit.record import RESTART, AuditEvent, Seen, build_event
 from poortwachter.audit.seal import generate_keypair, unseal
 from poortwachter.audit.sequence import SequenceFile
 from poortwachter.audit.spool import Spool, read_records
+from poortwachter.auditlog.writer import Writer
 from poortwachter.decide import Verdict
 from poortwachter.store import Store, downgrade, migrate
 from poortwachter.store.audit_repo import insert_events, store_period_keys
 from poortwachter.store.db import current_revision
 from poortwachter.store.models import AuditEventRow, AuditPeriodKeyRow
-from poortwachter_addons.audit_writer import Writer
 
 from ..dbfixtures import BACKENDS, backend_url
 

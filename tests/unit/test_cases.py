@@ -1,4 +1,5 @@
-"""Cases, the key ceremony and the access ledger (audit/cases.py, audit/keys.py, audit/cli.py).
+"""Cases, the key ceremony and the access ledger (auditlog/cases.py, auditlog/keys.py,
+auditlog/ledger.py, audit/cli.py).
 
 Events are made the way the gateway makes them (audit/record.py build_event with a KeyStore's
 period keys, stored with store/audit_repo.py), on SQLite and on the PostgreSQL server at
@@ -29,12 +30,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from poortwachter.audit import cases, keys, shares
+from poortwachter.audit import shares
 from poortwachter.audit.keystore import KeyStore, load_escrow_public, write_escrow_public
 from poortwachter.audit.merkle import leaf_hash
 from poortwachter.audit.record import Seen, build_event
 from poortwachter.audit.seal import public_key_of
 from poortwachter.audit.shares import combine, unprotect
+from poortwachter.auditlog import cases, keys, ledger
 from poortwachter.decide import Verdict
 from poortwachter.store import Store, default_url, open_store
 from poortwachter.store.audit_repo import insert_events, store_period_keys
@@ -154,7 +156,7 @@ def open_and_approve(w: World, *, approve: bool = True, ends_at: dt.datetime | N
 
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every call of the functions that open sealed data, as made through audit/cases.py."""
+    """Every call of the functions that open sealed data, as made through auditlog/cases.py."""
     calls: list[str] = []
 
     def watch(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
@@ -432,14 +434,14 @@ def test_a_week_without_a_stored_key_is_reported(world: World) -> None:
 
 
 def test_no_other_code_unseals() -> None:
-    """Structural: outside the crypto modules, only audit/cases.py calls what opens sealed data
+    """Structural: outside the crypto modules, only auditlog/cases.py calls what opens sealed data
     (keys.py recombines shares once, at the ceremony, to check them before the key is dropped)."""
     root = Path(__file__).resolve().parents[2]
     allowed = {
-        "unseal": {"src/poortwachter/audit/cases.py", "src/poortwachter/audit/pseudonym.py"},
-        "open_period_key": {"src/poortwachter/audit/cases.py"},
-        "combine": {"src/poortwachter/audit/cases.py", "src/poortwachter/audit/keys.py"},
-        "unprotect": {"src/poortwachter/audit/cases.py", "src/poortwachter/audit/keys.py"},
+        "unseal": {"src/poortwachter/auditlog/cases.py", "src/poortwachter/audit/pseudonym.py"},
+        "open_period_key": {"src/poortwachter/auditlog/cases.py"},
+        "combine": {"src/poortwachter/auditlog/cases.py", "src/poortwachter/auditlog/keys.py"},
+        "unprotect": {"src/poortwachter/auditlog/cases.py", "src/poortwachter/auditlog/keys.py"},
     }
     found: dict[str, set[str]] = {name: set() for name in allowed}
     for base in ("src", "addons"):
@@ -465,7 +467,7 @@ def test_no_other_code_unseals() -> None:
                     found[name].add(str(path.relative_to(root)))
     for name, files in found.items():
         assert files <= allowed[name], f"{name} called in {sorted(files - allowed[name])}"
-    assert "src/poortwachter/audit/cases.py" in found["unseal"]
+    assert "src/poortwachter/auditlog/cases.py" in found["unseal"]
 
 
 # --- the ledger ------------------------------------------------------------------------------------
@@ -497,17 +499,17 @@ def test_every_decision_and_look_is_in_the_ledger_with_counts_only(world: World)
         assert secret not in dump
     # each entry's leaf hash is that of its canonical bytes, rebuilt from the row
     for e in entries:
-        assert e.leaf_hash == leaf_hash(cases.ledger_canonical_of(e))  # type: ignore[arg-type]
-        assert json.loads(cases.ledger_canonical_of(e))["action"] == e.action  # type: ignore[arg-type]
+        assert e.leaf_hash == leaf_hash(ledger.ledger_canonical_of(e))  # type: ignore[arg-type]
+        assert json.loads(ledger.ledger_canonical_of(e))["action"] == e.action  # type: ignore[arg-type]
 
 
 def test_ledger_reading_roles(world: World) -> None:
     open_and_approve(world)
     with world.store.read() as s:
-        assert [e.action for e in cases.list_ledger(s, user=ANNA)] == ["approve", "open", "keys"]
-        assert cases.list_ledger(s, user=JAN)[0].reference == "INC-2025-014"
+        assert [e.action for e in ledger.list_ledger(s, user=ANNA)] == ["approve", "open", "keys"]
+        assert ledger.list_ledger(s, user=JAN)[0].reference == "INC-2025-014"
         with pytest.raises(Forbidden):
-            cases.list_ledger(s, user=KIM)
+            ledger.list_ledger(s, user=KIM)
         with pytest.raises(Forbidden):
             cases.list_cases(s, user=KIM)
 

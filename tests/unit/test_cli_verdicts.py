@@ -28,6 +28,7 @@ def lists_installed(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 def run(args: list[str], stdin: str = "", data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, POORTWACHTER_DATA_DIR=str(data_dir or LISTS))
+    env["POORTWACHTER_TEST_CLOCK"] = "1"          # classify --at: refused outside tests
     return subprocess.run([sys.executable, "-m", "poortwachter.cli", *args], input=stdin, text=True,
                           capture_output=True, env=env, timeout=60)
 

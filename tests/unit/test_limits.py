@@ -13,7 +13,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from poortwachter.audit.cases import approve_case, close_case, open_case
+from poortwachter.auditlog.cases import approve_case, close_case, open_case
 from poortwachter.state import Ban, DownloadLimit, State, state_from_dict, state_to_dict
 from poortwachter.store import Store, downgrade, load_snapshot, load_state, migrate, open_store, state_revision
 from poortwachter.store.db import current_revision, head_revision

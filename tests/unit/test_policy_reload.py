@@ -36,11 +36,11 @@ def test_a_policy_written_line_by_line_is_read_only_when_whole(tmp_path: Path, s
     for n, prefix in enumerate(_prefixes(full)[1:], start=1):
         path.write_text(prefix, encoding="utf-8")
         os.utime(path, ns=(n * 1_000_000_000, n * 1_000_000_000))    # every write is a new stamp
-        now += 0.1
+        now += 0.125                                                    # exact in binary: no rounding
         assert not engine.reload_due(now), f"a prefix of {n} lines would have been read"
     path.write_text(full + "# saved\n", encoding="utf-8")
-    assert not engine.reload_due(now + 0.1)                             # changed just now: wait
-    assert engine.reload_due(now + 0.1 + SETTLE)                        # stayed the same: read it
+    assert not engine.reload_due(now + 0.125)                           # changed just now: wait
+    assert engine.reload_due(now + 0.125 + SETTLE)                      # stayed the same: read it
     result = engine.install(engine.prepare())
     assert result.ok and engine.generation == before + 1
 

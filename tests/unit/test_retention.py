@@ -1,6 +1,6 @@
-"""Retention (audit/retention.py): due events are erased, held ones stay, and `audit verify` still
+"""Retention (auditlog/retention.py): due events are erased, held ones stay, and `audit verify` still
 checks the whole log afterwards. The clock is injected; the store is SQLite in tmp_path, with
-real cases (audit/cases.py) for the holds."""
+real cases (auditlog/cases.py) for the holds."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import select, text
 
 from poortwachter.audit import checkpoint
-from poortwachter.audit.cases import approve_case, close_case, open_case
-from poortwachter.audit.checkpoints import (
-    DirectoryExporter,
+from poortwachter.audit.log import events_log
+from poortwachter.audit.notes import (
     Tombstone,
     erasure_digest,
     erasure_from_text,
@@ -23,10 +22,11 @@ from poortwachter.audit.checkpoints import (
     sign_erasure,
     verify_erasure,
 )
-from poortwachter.audit.log import events_log
 from poortwachter.audit.pseudonym import period_of, pseudonym
-from poortwachter.audit.retention import Hold, RetentionPolicy, apply_retention
-from poortwachter.audit.verify import Report, render, verify
+from poortwachter.auditlog.cases import approve_case, close_case, open_case
+from poortwachter.auditlog.exporters import DirectoryExporter
+from poortwachter.auditlog.retention import Hold, RetentionPolicy, apply_retention
+from poortwachter.auditlog.verify import Report, render, verify
 from poortwachter.store import Store, default_url, open_store, repo
 from poortwachter.store.models import AuditErasureRow, AuditEventRow, AuditTombstoneRow
 from poortwachter.workflow.common import User

@@ -113,8 +113,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 # --- keys -------------------------------------------------------------------------------------------
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
+    from ..auditlog.keys import existing_keys, init_keys, parse_holders
     from ..workflow.errors import Invalid
-    from .keys import existing_keys, init_keys, parse_holders
 
     with _errors():
         holders = parse_holders(args.holders)
@@ -145,7 +145,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 
 def _new_passphrase(reader: _Lines | None, label: str, name: str) -> str | None:
-    from .keys import check_passphrase
+    from ..auditlog.keys import check_passphrase
 
     if reader is not None:
         return check_passphrase(reader.line())
@@ -160,7 +160,7 @@ def _new_passphrase(reader: _Lines | None, label: str, name: str) -> str | None:
 # --- cases -----------------------------------------------------------------------------------------
 
 def cmd_case_open(args: argparse.Namespace) -> int:
-    from .cases import open_case
+    from ..auditlog.cases import open_case
 
     with _acting(args) as (store, user, now):
         start, end = _time(args.start, now), _time(args.end, now)
@@ -174,7 +174,7 @@ def cmd_case_open(args: argparse.Namespace) -> int:
 
 
 def cmd_case_approve(args: argparse.Namespace) -> int:
-    from .cases import approve_case
+    from ..auditlog.cases import approve_case
 
     with _acting(args) as (store, user, now), store.write() as s:
         approve_case(s, args.id, user=user, now=now)
@@ -183,7 +183,7 @@ def cmd_case_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_case_close(args: argparse.Namespace) -> int:
-    from .cases import close_case
+    from ..auditlog.cases import close_case
 
     with _acting(args) as (store, user, now), store.write() as s:
         close_case(s, args.id, user=user, outcome=args.outcome, now=now)
@@ -192,7 +192,7 @@ def cmd_case_close(args: argparse.Namespace) -> int:
 
 
 def cmd_case_inform(args: argparse.Namespace) -> int:
-    from .cases import inform_case
+    from ..auditlog.cases import inform_case
 
     with _acting(args) as (store, user, now), store.write() as s:
         inform_case(s, args.id, user=user, note=args.note, now=now)
@@ -201,7 +201,7 @@ def cmd_case_inform(args: argparse.Namespace) -> int:
 
 
 def cmd_case_list(args: argparse.Namespace) -> int:
-    from .cases import expire_cases, list_cases
+    from ..auditlog.cases import expire_cases, list_cases
 
     with _acting(args) as (store, user, now):
         with store.write() as s:
@@ -230,7 +230,7 @@ def cmd_case_view(args: argparse.Namespace) -> int:
 
 
 def cmd_case_export(args: argparse.Namespace) -> int:
-    from .cases import report_csv, report_json
+    from ..auditlog.cases import report_csv, report_json
 
     if args.out != "-" and Path(args.out).exists():
         print("Bestand bestaat al / File already exists", file=sys.stderr)
@@ -248,7 +248,7 @@ def cmd_case_export(args: argparse.Namespace) -> int:
 
 
 def cmd_case_ledger(args: argparse.Namespace) -> int:
-    from .cases import ledger_entries
+    from ..auditlog.ledger import ledger_entries
 
     with _store(args) as (store, _now), store.read() as s:
         entries = ledger_entries(s, case_id=args.case)
@@ -263,7 +263,7 @@ def cmd_case_ledger(args: argparse.Namespace) -> int:
 
 
 def _unseal(args: argparse.Namespace, purpose: str, note: str):  # type: ignore[no-untyped-def]
-    from .cases import unseal_case
+    from ..auditlog.cases import unseal_case
 
     with _acting(args) as (store, user, now):
         reader = _Lines.of(args.passphrase_fd)

@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint
 # end. One log over all gateways in id order would not: on PostgreSQL two gateways' batches can
 # commit out of id order, and a checkpoint taken in between would later look like an insertion.
 EVENTS_PREFIX = "poortwachter/events/"
-LEDGER_LOG = "poortwachter/ledger"   # cases.py appends under the writer lock: ids follow commits
+LEDGER_LOG = "poortwachter/ledger"   # auditlog/ledger.py appends under the writer lock: ids follow commits
 
 
 def events_log(gateway: str) -> str:

@@ -100,7 +100,7 @@ def _now(args: argparse.Namespace) -> dt.datetime:
 def cmd_verify(args: argparse.Namespace) -> int:
     from poortwachter.store import open_store
 
-    from .verify import parse_key, read_exported, render, trusted_keys, verify_store
+    from ..auditlog.verify import parse_key, read_exported, render, trusted_keys, verify_store
 
     directory = Path(args.checkpoints)
     if not directory.is_dir():
@@ -139,7 +139,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _exporters(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
-    from .checkpoints import exporters_from_options
+    from ..auditlog.exporters import exporters_from_options
 
     return exporters_from_options(directory=args.export_dir, syslog=args.syslog, mail_host=args.mail_host,
                                   mail_to=args.mail_to, mail_from=args.mail_from,
@@ -147,7 +147,7 @@ def _exporters(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
 
 
 def _signing_key(args: argparse.Namespace) -> bytes | None:
-    from .keys import load_checkpoint_key
+    from ..auditlog.keys import load_checkpoint_key
 
     try:
         return load_checkpoint_key(Path(args.data_dir))
@@ -161,7 +161,7 @@ def _signing_key(args: argparse.Namespace) -> bytes | None:
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     from poortwachter.store import open_store
 
-    from .checkpoints import Checkpointer
+    from ..auditlog.checkpointer import Checkpointer
 
     key = _signing_key(args)
     if key is None:
@@ -190,8 +190,8 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 def cmd_retention(args: argparse.Namespace) -> int:
     from poortwachter.store import open_store
 
-    from .checkpoints import Checkpointer
-    from .retention import RetentionPolicy, apply_retention
+    from ..auditlog.checkpointer import Checkpointer
+    from ..auditlog.retention import RetentionPolicy, apply_retention
 
     key = _signing_key(args)
     try:

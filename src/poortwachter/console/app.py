@@ -17,7 +17,8 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..audit import cases as audit_cases
+from ..auditlog import cases as audit_cases
+from ..auditlog import ledger as audit_ledger
 from ..clock import Clock, system_clock
 from ..store.db import open_store
 from ..workflow.classroom import record_expiries
@@ -42,7 +43,7 @@ EXCLUDERS = frozenset({"directie", "ict"})
 CASES = frozenset(audit_cases.CASE_ROLES)
 CASE_OPENERS = frozenset(audit_cases.OPENERS)
 CASE_APPROVERS = frozenset(audit_cases.APPROVERS)
-LEDGER_READERS = frozenset(audit_cases.LEDGER_READERS)
+LEDGER_READERS = frozenset(audit_ledger.LEDGER_READERS)
 
 
 def routes() -> list[BaseRoute]:

@@ -10,7 +10,8 @@
   is echoed back, stored or logged; the report is rendered once and never cached (no-store).
 - /logboek: the access ledger, read-only: who looked at or decided what, when, how many events.
 
-Every step goes through audit/cases.py, which checks the role again and writes the ledger.
+Every step goes through auditlog/cases.py and auditlog/ledger.py, which check the role again and
+write the ledger.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import datetime as dt
 
 from starlette.responses import Response
 
-from ..audit.cases import (
+from ..auditlog.cases import (
     APPROVERS,
     CASE_ROLES,
     MAX_SHARES,
@@ -31,12 +32,12 @@ from ..audit.cases import (
     get_case,
     inform_case,
     list_cases,
-    list_ledger,
     open_case,
     report_csv,
     report_json,
     unseal_case,
 )
+from ..auditlog.ledger import list_ledger
 from . import forms
 from .web import Ctx, flash
 

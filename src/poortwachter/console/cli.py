@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     mail.add_argument("--console-url", metavar="URL",
                       help="the console's address in the links of a mail, e.g. https://console.school.nl "
                            "(required with --smtp)")
-    # Hidden, as `run --clock-file`: tests and drills move the console through the timetable
-    # ("until the end of this lesson") in step with a gateway on the same clock file.
+    # Hidden and for tests only, as `run --clock-file` (refused unless POORTWACHTER_TEST_CLOCK=1): tests
+    # move the console through the timetable ("until the end of this lesson") in step with a gateway
+    # on the same clock file.
     p.add_argument("--clock-file", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_console)
 
@@ -83,11 +84,16 @@ def mail_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> MailS
 def cmd_console(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ..cli import clock_option_refused
     from ..clock import make_clock
     from ..policy.load import PolicyError
     from ..store.db import default_url
     from .app import create_app
 
+    refusal = clock_option_refused("--clock-file") if args.clock_file else None
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     try:
         host, port = parse_listen(args.listen)
         mail = mail_settings(args, os.environ)

@@ -1,6 +1,6 @@
 """Compile parsed category lists into the files CategoryIndex memory-maps.
 
-Build directory layout (format 1):
+Build directory layout (format 2):
   domains.marisa  marisa trie of domain keys (names.domain_key) of all categories together
   domains.cid     uint32 per trie key id: the key's combo id
   urls.marisa     marisa trie of url keys (names.url_entry_key)
@@ -11,6 +11,12 @@ Build directory layout (format 1):
 
 A key listed in several categories gets one combo id for that set of categories, so a lookup
 needs one array read per matching key and the combo sets can be shared frozensets.
+
+FORMAT is stored in the manifest and CategoryIndex.load refuses any other, so a build whose keys
+are spelled differently is never matched against today's requests: `lists ensure` rebuilds it
+from the sources its manifest names. Format 2: internationalised names spelled as requests are
+(hosts.normalize_host: UTS-46, IDNA 2008; format 1 used IDNA 2003, "faß.de" as "fass.de"), and a
+hosts-list entry "www.example.com" also lists "example.com".
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import marisa_trie
 from poortwachter.lists.names import domain_key, glued_splits, looks_glued
 from poortwachter.lists.parse import Tally
 
-FORMAT = 1
+FORMAT = 2
 CID_TYPECODE: Final = "I"
 if array(CID_TYPECODE).itemsize != 4:  # pragma: no cover - every platform we run on
     raise ImportError("array('I') is not 32 bits on this platform")

@@ -12,8 +12,8 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from poortwachter.cliexit import EXIT_INVALID
-from poortwachter.lists.ensure import installed_sizes, missing_lists, reachable
-from poortwachter.lists.index import CategoryIndex, IndexLoadError
+from poortwachter.lists.ensure import installed_sizes, missing_lists, outdated_manifest, reachable, rebuild_request
+from poortwachter.lists.index import CategoryIndex, IndexFormatError, IndexLoadError
 from poortwachter.lists.install import UpdateBusy, lists_dir
 from poortwachter.lists.sources import UT1_URL, Bar, BarFactory, SourceError, is_url
 from poortwachter.lists.update import NamedFile, UpdateRequest, run_update
@@ -75,9 +75,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     ensure = commands.add_parser(
         "ensure",
-        help="install the lists a policy names when none are installed (make run)",
+        help="install the lists a policy names when none are installed, rebuild old ones (make run)",
         description=(
-            "Nothing happens when every list the policy names is installed. When no lists are installed "
+            "Nothing happens when every list the policy names is installed. Lists compiled in an older "
+            "format are rebuilt from the sources they were installed from. When no lists are installed "
             "at all, the download is tried; when it cannot be reached within the connect timeout, or an "
             "installation exists that lacks some of the lists, one line on stderr says so and the exit "
             "status is still 0: the gateway then starts in the policy's settings.missing_lists mode."
@@ -167,6 +168,13 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         index = CategoryIndex.load(lists_dir(Path(args.data_dir)))
+    except IndexFormatError as exc:
+        _fail(
+            f"Lijsten in een oud formaat ({exc.found}); bouw ze opnieuw met 'poortwachter lists update' of "
+            f"'poortwachter lists ensure' / Lists in an old format ({exc.found}); rebuild them with "
+            f"'poortwachter lists update' or 'poortwachter lists ensure'"
+        )
+        return 1
     except IndexLoadError:
         _fail(
             "Geen lijsten geïnstalleerd; gebruik 'poortwachter lists update' / "
@@ -195,11 +203,14 @@ def cmd_ensure(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
     data_dir = Path(args.data_dir)
+    mode_nl, mode_en = _missing_mode(policy.missing_lists)
+    stale = outdated_manifest(data_dir)
+    if stale is not None and not _rebuild(stale, data_dir, args.connect_timeout, mode_nl, mode_en):
+        return 0
     sizes = installed_sizes(data_dir)
     missing = missing_lists(policy.list_to_categories, sizes)
     if not missing:
         return 0
-    mode_nl, mode_en = _missing_mode(policy.missing_lists)
     if sizes:
         # `lists update` replaces the whole installation; lists the school installed from other
         # sources (hosts files) would be gone. Installing what is missing is for ICT to do.
@@ -246,6 +257,39 @@ def cmd_ensure(args: argparse.Namespace) -> int:
     if still:
         _fail(f"Niet in de download: {', '.join(still)}; {mode_nl} / Not in the download: {', '.join(still)}; {mode_en}")
     return 0
+
+
+def _rebuild(manifest: dict[str, Any], data_dir: Path, timeout: float, mode_nl: str, mode_en: str) -> bool:
+    """Install again, in the format this version reads, what an installation compiled in an older
+    format was built from (the gateway does not load that one). False, with one line on stderr,
+    when that cannot be done now; the old installation then stays as it is."""
+    request = rebuild_request(manifest)
+    old = manifest.get("format")
+    if request.source is not None and is_url(request.source) and not reachable(request.source, timeout):
+        _fail(
+            f"Lijsten in een oud formaat ({old}), hun bron is niet te downloaden (geen verbinding binnen "
+            f"{timeout:g} s); {mode_nl} tot 'poortwachter lists update' heeft gedraaid / Lists in an old format "
+            f"({old}), their source cannot be downloaded (no connection within {timeout:g} s); {mode_en} until "
+            f"'poortwachter lists update' has run"
+        )
+        return False
+    announce = _announcing(
+        f"Lijsten in een oud formaat ({old}): ze worden opnieuw opgebouwd uit dezelfde bronnen / "
+        f"Lists in an old format ({old}): rebuilding them from the same sources"
+    )
+    try:
+        run_update(request, data_dir, make_bar=announce)
+    except UpdateBusy:
+        _fail("Er loopt al een update van de lijsten / A lists update is already running")
+        return False
+    except (SourceError, OSError):
+        _fail(
+            f"Lijsten in een oud formaat ({old}) niet opnieuw opgebouwd (een bron ontbreekt of is onleesbaar, "
+            f"'poortwachter lists update' zegt waarom); {mode_nl} / Lists in an old format ({old}) not rebuilt "
+            f"(a source is missing or unreadable, 'poortwachter lists update' says why); {mode_en}"
+        )
+        return False
+    return True
 
 
 def _announcing(message: str) -> BarFactory:

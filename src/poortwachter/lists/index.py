@@ -40,6 +40,14 @@ class IndexLoadError(Exception):
     """The installed lists cannot be loaded (missing, wrong format, or inconsistent)."""
 
 
+class IndexFormatError(IndexLoadError):
+    """The installed lists were compiled in another format (see build.FORMAT): rebuild them."""
+
+    def __init__(self, build: Path, found: object) -> None:
+        super().__init__(f"unsupported lists format {found!r} in {build} (this version reads format {FORMAT})")
+        self.found = found
+
+
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 
 
@@ -123,7 +131,7 @@ class CategoryIndex:
             build = lists_dir.resolve(strict=True)
             manifest = read_manifest(build)
             if manifest.get("format") != FORMAT:
-                raise IndexLoadError(f"unsupported lists format {manifest.get('format')!r} in {build}")
+                raise IndexFormatError(build, manifest.get("format"))
             with open(build / COMBOS, encoding="utf-8") as f:
                 raw_combos: list[list[str]] = json.load(f)
             with open(build / EXPRESSIONS, encoding="utf-8") as f:

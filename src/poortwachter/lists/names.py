@@ -2,11 +2,15 @@
 
 One module for both sides of a comparison: the compiler normalises list entries with these
 functions and the index normalises queries with the same ones, so the two cannot drift apart.
+An internationalised name goes through poortwachter.hosts.normalize_host, the normaliser every
+request passes (UTS-46, IDNA 2008): "faß.de" is "xn--fa-hia.de" in a list as in a request.
 """
 
 from __future__ import annotations
 
 import re
+
+from poortwachter.hosts import BadHost, normalize_host
 
 # A DNS label as seen in real block lists: letters, digits, '-' and '_' (the latter is not a
 # valid host name character, but occurs in real DNS names and in the lists), no leading or
@@ -18,6 +22,9 @@ _HOST_RE = re.compile(rf"(?:{_LABEL}\.)+(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _MAX_NAME = 253
+# Characters of an authority or URL that normalize_host would take apart (userinfo, port, IPv6
+# brackets, percent-encoding, a path): in a list they make the line malformed, not a name.
+_NOT_IN_A_NAME = re.compile(r"[@:%\[\]/\\?#\s]")
 
 # squidGuard strips "www.", "web.", "ftp." (optionally followed by digits) from URL hosts.
 # We only strip when what remains still has a dot, so "web.de" stays "web.de" (squidGuard
@@ -32,13 +39,19 @@ _GLUED_RE = re.compile(r"\.(?:com|net|org)[a-z0-9_-]+\.")
 
 
 def normalise_name(text: str) -> str | None:
-    """Lower-case host name or IPv4 literal, or None when `text` is not a usable name."""
+    """Lower-case host name or IPv4 literal, or None when `text` is not a usable name.
+
+    A name with non-ASCII characters or an "xn--" label is spelled by normalize_host, as a request
+    for it would be; one it refuses (a label that is not canonical punycode) is not usable.
+    """
     name = text.lower()
     name = name.removesuffix(".")
-    if not name.isascii():
+    if not name.isascii() or "xn--" in name:
+        if _NOT_IN_A_NAME.search(name):
+            return None
         try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
+            name = normalize_host(name)
+        except BadHost:
             return None
     if len(name) > _MAX_NAME:
         return None

@@ -79,7 +79,9 @@ def iter_hosts(lines: Iterable[str], tally: Tally) -> Iterator[str]:
 
     Extra names on a line are legal hosts syntax and kept. A line with any unusable name is
     counted once as malformed; its usable names are still kept (dropping them would only lose
-    entries the list author meant).
+    entries the list author meant). A name "www.<domain>" also yields <domain> (when that still
+    has two labels): a hosts file can only name hosts, and whoever lists the www name of a site
+    means the site, which its bare name reaches as well (docs/lists.md).
     """
     for line_no, text in _content_lines(lines, strip_inline_comment=True):
         fields = text.split()
@@ -98,8 +100,10 @@ def iter_hosts(lines: Iterable[str], tally: Tally) -> Iterator[str]:
             name = normalise_name(field_text)
             if name is None:
                 bad.append(field_text)
-            else:
-                yield name
+                continue
+            yield name
+            if name.startswith("www.") and "." in name[4:]:
+                yield name[4:]
         if bad:
             tally.add(line_no, text, "not a host name: " + " ".join(bad))
 

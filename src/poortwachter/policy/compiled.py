@@ -152,6 +152,9 @@ class CompiledPolicy:
         self.closed_to = {opener: frozenset(n for n, c in policy.categories.items() if opener not in c.openers)
                           for opener in OPENERS}
         self.never = frozenset(n for n, c in policy.categories.items() if not c.openers)   # nobody opens these
+        # category -> the rule that blocks it for everyone, everywhere, at every moment: an exam or a
+        # restricted room that blocks such a request cites this rule (decide.py)
+        self.forbidden = _forbidden(self.rules)
         self.articles = policy.articles
         self.locked_source = {n: c.source for n, c in policy.categories.items()}
         self.no_decrypt = Sites.of(policy.no_decrypt.sites, policy.no_decrypt.categories)
@@ -237,6 +240,28 @@ class CompiledPolicy:
     def undecrypted(self, host: str, categories: frozenset[str]) -> bool:
         """Never intercept banking, health, government login, even in an intercept zone."""
         return bool(self.no_decrypt) and self.no_decrypt.covers(host, None, categories)
+
+
+ALL_ROLES = frozenset(r.value for r in Role)
+
+
+def _forbidden(rules: tuple[CompiledRule, ...]) -> dict[str, CompiledRule]:
+    """Category -> the first rule that blocks it for every role in every zone at every moment, and
+    that no earlier allowing rule can go before (one that may let a request of it through)."""
+    found: dict[str, CompiledRule] = {}
+    passable: set[str] | None = set()      # categories an earlier allowing rule may pass; None: any
+    for rule in rules:
+        if rule.action == Action.block.value:
+            everyone = rule.roles is None or rule.roles >= ALL_ROLES
+            if everyone and rule.zones is None and rule.when is None and rule.categories and passable is not None:
+                for name in rule.categories - passable:
+                    found.setdefault(name, rule)
+        elif passable is not None:
+            if rule.categories is None or rule.sites is not None or rule.ip_literal is not None:
+                passable = None
+            else:
+                passable |= rule.categories
+    return found
 
 
 def _view(name: str, zone: Zone) -> ZoneView:

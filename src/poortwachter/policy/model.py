@@ -13,7 +13,18 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from ..hosts import BadHost, normalize_host
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME, max_length=64)]
@@ -28,12 +39,31 @@ def _network(value: str) -> str:
 
 
 SITE = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*(/\S*)?$")
+# what a host part may not hold before it is normalised: an authority's userinfo or port, IPv6
+# brackets, percent-encoding, white space
+_NOT_A_SITE_HOST = re.compile(r"[@:%\[\]\\?#\s]")
 
 
 def _site(value: str) -> str:
-    if not SITE.match(value):
+    """A lower-case host name, optionally followed by /path. The host is spelled as every request
+    is (poortwachter.hosts.normalize_host): an internationalised name such as "faß.de" becomes
+    its A-label "xn--fa-hia.de", and an "xn--" label must already be canonical."""
+    host, slash, path = value.partition("/")
+    if host.isascii() and "xn--" not in host:
+        spelled = host
+    elif host != host.lower() or _NOT_A_SITE_HOST.search(host):
+        spelled = ""
+    else:
+        try:
+            spelled = normalize_host(host)
+        except BadHost:
+            spelled = ""
+        if host.isascii() and spelled != host:
+            spelled = ""
+    site = spelled + slash + path
+    if not spelled or not SITE.match(site):
         raise ValueError(f"{value!r} is not a site: a lower-case host name, optionally followed by /path")
-    return value
+    return site
 
 
 Network = Annotated[str, AfterValidator(_network)]
@@ -193,18 +223,24 @@ class Category(Strict):
         return frozenset(o.value for o in self.opened_by)
 
 
+# An article of the reglement as a verdict cites it: surrounding white space dropped, never empty.
+Article = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
 class Articles(Strict):
     """The articles of the school's reglement behind decisions that people take in the console:
-    every verdict of a grant, a classroom opening, an exam or an exclusion cites one of these."""
+    every verdict of a grant, a classroom opening, an exam or an exclusion that names no article of
+    its own cites one of these. Without `articles:` in the policy the defaults apply: they name the
+    kind of decision, not an article of any one school."""
 
-    unblock: str = Field("reglement: tijdelijke deblokkering via ICT / temporary unblock through ICT",
-                         min_length=1, description="a site opened (temporarily) through ICT on request")
-    classroom: str = Field("reglement: de docent bepaalt het gebruik in de les / the teacher decides in class",
-                           min_length=1, description="a teacher opens or restricts their classroom")
-    exam: str = Field("reglement: examens en toetsen / exams and tests", min_length=1,
-                      description="exam mode: only the exam's allowlist")
-    exclusion: str = Field("reglement: uitsluiting van het netwerk / exclusion from the network", min_length=1,
-                           description="a person or device excluded from the network as a sanction")
+    unblock: Article = Field("reglement: tijdelijke deblokkering via ICT / temporary unblock through ICT",
+                             description="a site opened (temporarily) through ICT on request")
+    classroom: Article = Field("reglement: de docent bepaalt het gebruik in de les / the teacher decides in class",
+                               description="a teacher opens or restricts their classroom")
+    exam: Article = Field("reglement: examens en toetsen / exams and tests",
+                          description="exam mode: only the exam's allowlist")
+    exclusion: Article = Field("reglement: uitsluiting van het netwerk / exclusion from the network",
+                               description="a person or device excluded from the network as a sanction")
 
 
 class Allowlist(Strict):
@@ -214,7 +250,7 @@ class Allowlist(Strict):
 
 class Rule(Strict):
     name: Name
-    source: str = Field(min_length=1, description="the reglement article this rule enforces, e.g. '004 art. 9'")
+    source: Article = Field(description="the reglement article this rule enforces, e.g. '004 art. 9'")
     action: Action
     description: str = ""
     # who, where, when: each list matches if any element matches; an absent list matches everything
@@ -325,7 +361,7 @@ class Service(Strict):
     the proxy lets such a stream through a CONNECT or a transparent redirect (`to` or `hosts`)."""
 
     name: Name
-    source: str = Field(min_length=1, description="the reglement article or decision that allows it")
+    source: Article = Field(description="the reglement article or decision that allows it")
     description: str = ""
     zones: list[str] = Field(min_length=1, description="zone names or zone kinds whose clients may use it")
     protocol: Literal["tcp", "udp"]

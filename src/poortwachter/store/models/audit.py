@@ -136,7 +136,7 @@ class CaseRow(Base):
 class LedgerRow(Base):
     """The access ledger: who did what to which case when, and how many events a look showed.
     Never content. Append-only; `leaf_hash` is the RFC 6962 leaf hash of the entry's canonical
-    bytes (audit/cases.py: ledger_canonical), for the ledger's Merkle log."""
+    bytes (auditlog/ledger.py: ledger_canonical), for the ledger's Merkle log."""
 
     __tablename__ = "access_ledger"
     __table_args__ = (one_of("action", LEDGER_ACTIONS),)
@@ -154,7 +154,7 @@ class LedgerRow(Base):
 # --- checkpoints and verifiable retention -------------------------------------------------------
 
 class AuditCheckpointRow(Base):
-    """A checkpoint this installation signed (audit/checkpoints.py), kept as the outbox of the
+    """A checkpoint this installation signed (auditlog/checkpointer.py), kept as the outbox of the
     exporters. `audit verify` never trusts this table: it checks against the exported copies."""
 
     __tablename__ = "audit_checkpoints"

@@ -33,15 +33,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..audit import checkpoint
+from ..audit.keystore import ESCROW_FILE, audit_dir, write_escrow_public
+from ..audit.seal import generate_keypair, public_key_of
+from ..audit.shares import combine, protect, split, unprotect
 from ..store import repo
 from ..store.db import Store
 from ..store.models import NAME, AuditKeyRow, EscrowHolderRow
 from ..workflow.errors import Conflict, Invalid
-from . import checkpoint
-from .cases import append_ledger
-from .keystore import ESCROW_FILE, audit_dir, write_escrow_public
-from .seal import generate_keypair, public_key_of
-from .shares import combine, protect, split, unprotect
+from .ledger import append_ledger
 
 CHECKPOINT_FILE = "checkpoint.key"
 SHARES_DIR = "shares"

@@ -3,8 +3,8 @@ vouched for?
 
 For every log (each gateway's events, the access ledger):
 1. recompute each row's leaf hash from its stored content (events: audit/record.py's canonical
-   form; ledger: cases.ledger_canonical) and compare it with the stored `leaf_hash`; a tombstone
-   (an event erased by retention) contributes its stored leaf hash;
+   form; ledger: auditlog/ledger.py's `ledger_canonical`) and compare it with the stored
+   `leaf_hash`; a tombstone (an event erased by retention) contributes its stored leaf hash;
 2. rebuild the Merkle tree from the recomputed leaves and compare it with EVERY exported, validly
    signed checkpoint: the root at each checkpoint's size must be the signed root. Sizes come only
    from the signed checkpoints, never from the database, so deleting, changing, inserting or
@@ -45,6 +45,11 @@ from typing import Any
 from sqlalchemy import String, cast, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
+from ..audit import checkpoint as cpmod
+from ..audit.log import LEDGER_LOG, Problem, check, events_log, gateway_of
+from ..audit.merkle import leaf_hash
+from ..audit.notes import Erasure, NoteError, Tombstone, notes_in_text, parse_note, tombstone_line, verify_erasure
+from ..audit.record import AuditEvent, Restart, restart_of
 from ..store.db import Store
 from ..store.models import (
     AuditErasureRow,
@@ -53,21 +58,8 @@ from ..store.models import (
     AuditTombstoneRow,
     LedgerRow,
 )
-from . import checkpoint as cpmod
-from .checkpoints import (
-    YIELD,
-    Erasure,
-    NoteError,
-    Tombstone,
-    gateways,
-    notes_in_text,
-    parse_note,
-    tombstone_line,
-    verify_erasure,
-)
-from .log import LEDGER_LOG, Problem, check, events_log, gateway_of
-from .merkle import leaf_hash
-from .record import AuditEvent, Restart, restart_of
+from .checkpointer import YIELD, gateways
+from .ledger import ledger_canonical_of
 
 ROW_DETAILS = 20          # row findings listed one by one per log; the rest are counted
 
@@ -244,7 +236,8 @@ def read_exported(directory: Path) -> Exported:
                 except UnicodeDecodeError:
                     found.damaged.append(source)
             elif suffix == ".eml":
-                for text, strict in _mail_notes(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)):
+                mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                for text, strict in _mail_notes(mail):
                     take(source, text, strict)
             elif suffix == ".mbox":
                 for message in mailbox.mbox(path):
@@ -314,10 +307,9 @@ def verify_store(store: Store, exported: Exported, keys: Sequence[bytes], *,
             checkpoints.append(cp)
         else:
             report.checkpoints_forged += 1
-            report.findings.append(Finding("forged", True,
-                                           f"{source}: controlepunt met ongeldige handtekening (vervalst of beschadigd)",
-                                           f"{source}: checkpoint with an invalid signature (forged or damaged)",
-                                           cp.log))
+            report.findings.append(Finding(
+                "forged", True, f"{source}: controlepunt met ongeldige handtekening (vervalst of beschadigd)",
+                f"{source}: checkpoint with an invalid signature (forged or damaged)", cp.log))
     erasures: dict[tuple[str, int], Erasure] = {}
     for source, e in exported.erasures:
         if any(verify_erasure(k, e) for k in keys):
@@ -388,8 +380,6 @@ class _RowFindings:
 
 
 def _ledger_stream(s: Session, name: str, report: Report) -> Iterator[bytes]:
-    from .cases import ledger_canonical_of  # the ledger's canonical form lives with the cases
-
     rows = _RowFindings(report, name)
     stmt = select(LedgerRow).order_by(LedgerRow.id).execution_options(yield_per=YIELD)
     for position, row in enumerate(s.scalars(stmt)):

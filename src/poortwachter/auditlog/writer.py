@@ -54,10 +54,10 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
-from poortwachter import metrics
-from poortwachter.audit.keystore import KeyStore
-from poortwachter.audit.pseudonym import period_of
-from poortwachter.audit.record import (
+from .. import metrics
+from ..audit.keystore import KeyStore
+from ..audit.pseudonym import period_of
+from ..audit.record import (
     AuditEvent,
     Restart,
     Seen,
@@ -65,11 +65,11 @@ from poortwachter.audit.record import (
     restart_event,
     subject_of,
 )
-from poortwachter.audit.seal import Sealer
-from poortwachter.audit.sequence import SequenceFile
-from poortwachter.audit.spool import HEADER, Segment, Spool
-from poortwachter.store import Store, open_store
-from poortwachter.store.audit_repo import Inserted, insert_events, store_period_keys
+from ..audit.seal import Sealer
+from ..audit.sequence import SequenceFile
+from ..audit.spool import HEADER, Segment, Spool
+from ..store import Store, open_store
+from ..store.audit_repo import Inserted, insert_events, store_period_keys
 
 log = logging.getLogger("poortwachter")
 

@@ -1,7 +1,7 @@
-"""Cases (zaken) and the access ledger: the one way to open sealed audit events (004 art. 22).
+"""Cases (zaken): the one way to open sealed audit events (004 art. 22).
 
 A service on top of the store, like the workflow (no web framework here): the console and the CLI
-call it. The crypto modules of this package stay pure; this module is the shell around them.
+call it. The crypto modules (audit/) stay pure; this module is the shell around them.
 
 Life of a case::
 
@@ -21,18 +21,12 @@ Life of a case::
   period, selects only the events with those pseudonyms inside the window, and opens those. The
   private key lives only in that call (Python cannot wipe memory; nothing keeps a reference).
 - Every decision (open, approve, close, inform, expire) and every look (view, export) appends an
-  entry to the access ledger: when, who, what, which case, how many events; never content. An
-  unseal attempt that is refused is on record too ("refused", with a fixed code). The key
-  ceremony writes a "keys" entry without a case.
-- The ledger's leaf hash (RFC 6962) is stored with each entry, over `ledger_canonical`, for the
-  ledger's Merkle log and signed checkpoints.
+  entry to the access ledger (auditlog/ledger.py): when, who, what, which case, how many events;
+  never content. An unseal attempt that is refused is on record too ("refused", with a fixed
+  code).
 
 Roles: directie opens; ICT approves (APPROVERS); directie and ICT list, view, export, close and
-inform (CASE_ROLES). The ledger is read-only for LEDGER_READERS: directie and ICT, and the roles
-"fg" (privacy officer) and "mr" (participation council) as soon as the accounts know them. Adding
-those two roles means changing the users table's role check and the workflow's role list, which
-this module does not own; until then the FG and the MR get the ledger from `poortwachter case
-ledger` (read-only, no shares needed) or from a directie/ICT screen.
+inform (CASE_ROLES). Who reads the ledger: auditlog/ledger.py (LEDGER_READERS).
 
 Writers take the store's writer lock (the `meta` row) first, like the workflow, so ledger ids are
 committed in order on PostgreSQL too (the Merkle log appends by id). Cases do not bump the state
@@ -53,6 +47,10 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..audit.pseudonym import open_period_key, periods_between, pseudonym
+from ..audit.record import AuditEvent
+from ..audit.seal import SealError, public_key_of, unseal
+from ..audit.shares import BadPassphrase, Share, ShareError, combine, unprotect
 from ..store import repo
 from ..store.db import Store
 from ..store.models import (
@@ -62,22 +60,14 @@ from ..store.models import (
     AuditPeriodKeyRow,
     CaseRow,
     EscrowHolderRow,
-    LedgerRow,
 )
-from ..workflow import ROLES
 from ..workflow.common import SYSTEM, User, actor_of, aware, require_role, text
 from ..workflow.errors import Conflict, Forbidden, Invalid, NotFound
-from .merkle import leaf_hash
-from .pseudonym import open_period_key, periods_between, pseudonym
-from .record import AuditEvent, format_time
-from .seal import SealError, public_key_of, unseal
-from .shares import BadPassphrase, Share, ShareError, combine, unprotect
+from .ledger import append_ledger
 
 OPENERS = ("directie",)
 APPROVERS = ("ict",)
 CASE_ROLES = ("directie", "ict")
-# The FG and MR read the ledger once the accounts have those roles (see the module docstring).
-LEDGER_READERS = tuple(r for r in ("directie", "ict", "fg", "mr") if r in ROLES)
 
 DEFAULT_DURATION = dt.timedelta(days=30)
 MAX_DURATION = dt.timedelta(days=90)
@@ -86,7 +76,6 @@ MAX_SHARES = 16
 MAX_SHARE_TEXT = 8192
 # A pasted share names its own scrypt cost; more than this is a memory bomb, not a share.
 MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 2**17, 8, 2
-LEDGER_FORMAT = 1
 EXPORT_FORMATS = ("", "json", "csv")   # the ledger note of a look
 
 Purpose = Literal["view", "export"]
@@ -144,19 +133,6 @@ class CaseView:
 
     def usable(self, now: dt.datetime) -> bool:
         return self.state(now) == "approved"
-
-
-@dataclass(frozen=True)
-class LedgerView:
-    id: int
-    at: dt.datetime
-    actor: str
-    action: str
-    case_id: int | None
-    events: int | None
-    note: str
-    reference: str | None         # the case's reference and article: which case, never whom
-    article: str | None
 
 
 @dataclass(frozen=True)
@@ -307,18 +283,6 @@ def list_cases(s: Session, *, user: User | None) -> list[CaseView]:
     return [_view(r) for r in s.scalars(select(CaseRow).order_by(CaseRow.id.desc()))]
 
 
-def list_ledger(s: Session, *, user: User | None, case_id: int | None = None,
-                limit: int | None = None) -> list[LedgerView]:
-    """The access ledger, newest first (one case's entries with `case_id`)."""
-    require_role(user, *LEDGER_READERS)
-    return _ledger_views(s, case_id=case_id, limit=limit)
-
-
-def ledger_entries(s: Session, *, case_id: int | None = None, limit: int | None = None) -> list[LedgerView]:
-    """The ledger without a role check, for the command line (shell access to the store)."""
-    return _ledger_views(s, case_id=case_id, limit=limit)
-
-
 def escrow_holders(s: Session) -> list[HolderView]:
     """The share holders of the newest escrow key (empty before the key ceremony)."""
     key_id = s.scalar(select(AuditKeyRow.id).order_by(AuditKeyRow.id.desc()).limit(1))
@@ -346,8 +310,9 @@ def unseal_case(store: Store, case_id: int, *, user: User | None,
     """Open the subject's events in the window of an approved, unexpired case.
 
     `shares` are (protected share blob or its JSON text, passphrase) pairs; at least the
-    threshold of them. `note` is the export format ("json", "csv"; "" for a view). The ledger entry (with the number of events) is committed before the
-    report is returned; a refused attempt is committed as "refused" before the error is raised.
+    threshold of them. `note` is the export format ("json", "csv"; "" for a view). The ledger
+    entry (with the number of events) is committed before the report is returned; a refused
+    attempt is committed as "refused" before the error is raised.
     Raises Forbidden (role), NotFound, CaseNotUsable (409) or SharesRefused (400)."""
     who = require_role(user, *CASE_ROLES)
     now = aware(now, "Tijd", "Time")
@@ -588,33 +553,6 @@ def _cell(value: Any) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-# --- the ledger ------------------------------------------------------------------------------------
-
-def ledger_canonical(*, at: dt.datetime, actor: str, action: str, case_id: int | None, events: int | None,
-                     note: str) -> bytes:
-    """An entry's bytes for its Merkle leaf: sorted-key ASCII JSON, rebuilt exactly from its row."""
-    return json.dumps({"v": LEDGER_FORMAT, "at": format_time(at), "actor": actor, "action": action,
-                       "case": case_id, "events": events, "note": note},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def ledger_canonical_of(row: LedgerRow) -> bytes:
-    return ledger_canonical(at=row.at, actor=row.actor, action=row.action, case_id=row.case_id,
-                            events=row.events, note=row.note)
-
-
-def append_ledger(s: Session, *, at: dt.datetime, actor: str, action: str, case_id: int | None,
-                  events: int | None = None, note: str = "") -> LedgerRow:
-    """Append one entry (the caller holds the writer's lock: ids follow commit order)."""
-    at = at.astimezone(dt.UTC)
-    note = note[:64]   # the column's width: the hash must cover exactly what is stored
-    data = ledger_canonical(at=at, actor=actor, action=action, case_id=case_id, events=events, note=note)
-    row = LedgerRow(at=at, actor=actor, action=action, case_id=case_id, events=events, note=note,
-                    leaf_hash=leaf_hash(data))
-    s.add(row)
-    return row
-
-
 # --- plumbing --------------------------------------------------------------------------------------
 
 def normalise_subject(value: str) -> str:
@@ -656,13 +594,3 @@ def _view(row: CaseRow) -> CaseView:
                     outcome=row.outcome, informed_by=row.informed_by, informed_at=row.informed_at,
                     informed_note=row.informed_note, expired_at=row.expired_at)
 
-
-def _ledger_views(s: Session, *, case_id: int | None, limit: int | None) -> list[LedgerView]:
-    stmt = (select(LedgerRow, CaseRow.reference, CaseRow.article)
-            .outerjoin(CaseRow, LedgerRow.case_id == CaseRow.id).order_by(LedgerRow.id.desc()))
-    if case_id is not None:
-        stmt = stmt.where(LedgerRow.case_id == case_id)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return [LedgerView(id=r.id, at=r.at, actor=r.actor, action=r.action, case_id=r.case_id, events=r.events,
-                       note=r.note, reference=ref, article=art) for r, ref, art in s.execute(stmt)]

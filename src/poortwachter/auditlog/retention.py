@@ -36,22 +36,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from ..audit.log import events_log
+from ..audit.notes import Note, Tombstone, erasure_digest, erasure_to_text, sign_erasure
+from ..audit.record import RESTART, AuditEvent
 from ..store import repo
 from ..store.db import Store
 from ..store.models import AuditCheckpointRow, AuditErasureRow, AuditEventRow, AuditTombstoneRow
-from .checkpoints import (
-    Exporter,
-    Note,
-    Tombstone,
-    deliver_notes,
-    erasure_digest,
-    erasure_to_text,
-    gateways,
-    sign_erasure,
-    utcnow,
-)
-from .log import events_log
-from .record import RESTART, AuditEvent
+from .checkpointer import deliver_notes, gateways, utcnow
+from .exporters import Exporter
 
 DEFAULT_ALLOWED = dt.timedelta(days=30)
 DEFAULT_BLOCKED = dt.timedelta(days=180)
@@ -101,7 +93,7 @@ class Hold:
 
 
 def case_holds(s: Session, now: dt.datetime) -> list[Hold]:
-    """The holds of every case that may still be used (audit/cases.py: held_windows)."""
+    """The holds of every case that may still be used (auditlog/cases.py: held_windows)."""
     from .cases import held_windows
 
     return [Hold(start, end) for start, end in held_windows(s, now=now)]
