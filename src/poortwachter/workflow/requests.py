@@ -255,15 +255,7 @@ def revoke_grant(s: Session, grant_id: int, *, user: User, reason: str, now: dt.
     require_role(user, "ict")
     now = aware(now, "Tijd", "Time")
     why = text(reason, "Reden", "Reason")
-    repo.lock_revision(s)
-    row = s.scalar(select(GrantRow).where(GrantRow.id == grant_id).with_for_update()
-                   .execution_options(populate_existing=True))
-    if row is None:
-        raise NotFound("Deblokkering niet gevonden / Grant not found")
-    if row.revoked_at is not None:
-        raise Conflict("Deblokkering is al ingetrokken / Grant already revoked")
-    if row.status != "approved" or row.expired_at is not None or row.end <= now:
-        raise Conflict("Deblokkering is niet meer actief / Grant is no longer active")
+    _lock_running_grant(s, grant_id, now)
     with repo_input():
         if not repo.revoke_grant(s, grant_id, actor=actor_of(user), reason=why, now=now):
             raise Conflict("Deblokkering is al ingetrokken / Grant already revoked")
@@ -279,6 +271,19 @@ def extend_grant(s: Session, grant_id: int, *, user: User, end: dt.datetime, rea
     now = aware(now, "Tijd", "Time")
     new_end = aware(end, "Einde", "End")
     why = text(reason, "Reden", "Reason")
+    row = _lock_running_grant(s, grant_id, now)
+    if new_end <= row.end:
+        raise Invalid("Het nieuwe einde ligt niet na het huidige / The new end is not after the current one")
+    _refuse_locked(row.sites, locked)
+    old_end, row.end = row.end, new_end
+    s.flush()
+    change(s, actor=actor_of(user), kind="extend", obj="grant", object_id=grant_id,
+           reason=extension_reason(old_end, new_end, why), at=now)
+
+
+def _lock_running_grant(s: Session, grant_id: int, now: dt.datetime) -> GrantRow:
+    """The grant, locked for this change, if it is running or still to start; NotFound or Conflict
+    (already revoked, expired or ended) otherwise."""
     repo.lock_revision(s)
     row = s.scalar(select(GrantRow).where(GrantRow.id == grant_id).with_for_update()
                    .execution_options(populate_existing=True))
@@ -288,13 +293,7 @@ def extend_grant(s: Session, grant_id: int, *, user: User, end: dt.datetime, rea
         raise Conflict("Deblokkering is al ingetrokken / Grant already revoked")
     if row.status != "approved" or row.expired_at is not None or row.end <= now:
         raise Conflict("Deblokkering is niet meer actief / Grant is no longer active")
-    if new_end <= row.end:
-        raise Invalid("Het nieuwe einde ligt niet na het huidige / The new end is not after the current one")
-    _refuse_locked(row.sites, locked)
-    old_end, row.end = row.end, new_end
-    s.flush()
-    change(s, actor=actor_of(user), kind="extend", obj="grant", object_id=grant_id,
-           reason=extension_reason(old_end, new_end, why), at=now)
+    return row
 
 
 _EXTENSION = re.compile(r"tot / until (\S+) \(was (\S+)\): (.*)", re.S)
